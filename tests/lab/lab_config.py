@@ -1,0 +1,73 @@
+"""Fixed facts of the lab: addresses, ports, accounts. Imported by labd, labctl and tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LAB_DIR = Path(__file__).resolve().parent
+REPO_ROOT = LAB_DIR.parents[1]
+STATE_DIR = Path(os.environ.get("LAB_STATE_DIR", LAB_DIR / "state"))
+
+MOTO_HOST = "127.0.0.1"
+MOTO_PORT = int(os.environ.get("LAB_MOTO_PORT", "4566"))
+ENDPOINT_URL = f"http://{MOTO_HOST}:{MOTO_PORT}"
+REGION = "us-east-1"
+
+BASE_ACCOUNT = "123456789012"  # moto's default account: the identity the keys below map to
+ACCOUNT_OLD = "111111111111"
+ACCOUNT_NEW = "222222222222"
+ACCOUNT_PARENT = "333333333333"
+
+# One loopback address per account: a query reaching it is answered from that account's zones,
+# which is how the lab tells the old zone's name servers from the new one's.
+ACCOUNT_DNS_ADDRESSES = {
+    BASE_ACCOUNT: "127.0.53.10",
+    ACCOUNT_OLD: "127.0.53.11",
+    ACCOUNT_NEW: "127.0.53.12",
+    ACCOUNT_PARENT: "127.0.53.13",
+}
+REGISTRY_DNS_ADDRESS = "127.0.53.1"  # answers the name-server TLD and load balancer names
+RESOLVER_ADDRESS = "127.0.53.53"
+DNS_PORT = 53
+
+NAME_SERVER_DOMAIN = "r53.lab."  # each zone's name servers: ns-<n>.<zone-id>.r53.lab.
+LOAD_BALANCER_DOMAIN = "elb.amazonaws.com."
+LOAD_BALANCER_NETWORK = "127.0.54."  # 127.0.54.<n>, one per ELBv2 load balancer
+PARENT_ZONE = "test."
+
+MYSQL_USER = "lab"
+MYSQL_PASSWORD = "lab"
+MYSQL_SERVERS = {"old": {"port": 33061, "server_id": 1}, "new": {"port": 33062, "server_id": 2}}
+
+AWS_ACCESS_KEY_ID = "testing"
+AWS_SECRET_ACCESS_KEY = "testing"
+
+
+def lab_environment() -> dict[str, str]:
+    """What `labctl env` prints: the names tests, benchmarks and the demo rely on."""
+    env = {
+        "AWS_ENDPOINT_URL": ENDPOINT_URL,
+        "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "LAB_ACCOUNT_BASE": BASE_ACCOUNT,
+        "LAB_ACCOUNT_OLD": ACCOUNT_OLD,
+        "LAB_ACCOUNT_NEW": ACCOUNT_NEW,
+        "LAB_ACCOUNT_PARENT": ACCOUNT_PARENT,
+        "LAB_PARENT_ZONE": PARENT_ZONE,
+        "LAB_RESOLVER": RESOLVER_ADDRESS,
+        "LAB_DNS_OLD": ACCOUNT_DNS_ADDRESSES[ACCOUNT_OLD],
+        "LAB_DNS_NEW": ACCOUNT_DNS_ADDRESSES[ACCOUNT_NEW],
+        "LAB_DNS_PARENT": ACCOUNT_DNS_ADDRESSES[ACCOUNT_PARENT],
+        "LAB_DNS_REGISTRY": REGISTRY_DNS_ADDRESS,
+        "LAB_STATE_DIR": str(STATE_DIR),
+    }
+    for side, server in MYSQL_SERVERS.items():
+        env[f"LAB_MYSQL_{side.upper()}"] = f"mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{server['port']}/"
+    return env
+
+
+def role_arn(account: str, name: str = "cutover-lab") -> str:
+    return f"arn:aws:iam::{account}:role/{name}"
