@@ -94,3 +94,17 @@ def run_module(module: str, args: dict, *, check: bool = False, diff: bool = Fal
 def ansible_module():
     """``ansible_module(name, args, check=False, diff=False)`` -> the registered result dict."""
     return run_module
+
+
+@pytest.fixture(scope="session")
+def lab_account(lab):
+    """``lab_account("old"|"new"|"parent"|"base")`` -> an AccountSession in that lab account."""
+    from ansible_collections.cutover.migration.plugins.module_utils.accounts import open_account
+
+    def open_lab_account(which: str, side: str = "target"):
+        if which == "base":
+            return open_account(side, {})
+        account = lab[f"LAB_ACCOUNT_{which.upper()}"]
+        return open_account(side, {"role_arn": f"arn:aws:iam::{account}:role/cutover-lab"})
+
+    return open_lab_account

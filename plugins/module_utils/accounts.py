@@ -127,7 +127,7 @@ def client_config(options: Mapping[str, Any]) -> Any:
     retry_mode = options.get("retry_mode") or DEFAULT_RETRY_MODE
     max_attempts = int(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS)
     return Config(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},  # first try included
         user_agent_extra=f"{COLLECTION_NAME}/{COLLECTION_VERSION}",
         max_pool_connections=64,
     )

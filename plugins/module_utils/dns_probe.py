@@ -246,11 +246,11 @@ def parse_address(text: str, default_port: int, option: str) -> tuple[str, int]:
     value = text.strip()
     host, port = value, default_port
     if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
+        host, _bracket, rest = value[1:].partition("]")
         if rest.startswith(":"):
             port = _port(rest[1:], text, option)
     elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
+        host, _colon, port_text = value.partition(":")
         port = _port(port_text, text, option)
     try:
         return str(ipaddress.ip_address(host)), port
@@ -444,7 +444,7 @@ def read_answer(reply: Reply, target: ServerAddress, qname: str, rdtype: str, ch
     chain: list[str] = []
     ttls: list[int] = []
     values: list[str] = []
-    for _ in range(MAX_CHAIN):
+    for _link in range(MAX_CHAIN):
         found = _rrset(message.answer, name, type_code)
         if found is not None:
             values = sorted({canonical_rdata(rdata) for rdata in found})

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Route53 reads and writes for route53_zone_clone and route53_records (boto3, no Ansible).
@@ -14,8 +13,9 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.cutover.migration.plugins.module_utils.route53_plan import (
     PAGE_SIZE,

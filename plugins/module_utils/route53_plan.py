@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Route53 planning: read -> normalise -> diff -> batch. Plain Python, no Ansible, no boto3.
@@ -18,8 +17,9 @@ import fnmatch
 import ipaddress
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 # Route53 limits for one ChangeResourceRecordSets request (DNSLimitations.html#limits-api-requests):
 # 1,000 ResourceRecord elements and 32,000 characters in Value elements, UPSERT counting twice.

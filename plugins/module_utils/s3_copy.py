@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Copy a bucket (or a prefix of it) from one AWS account to another: list -> plan -> copy -> verify.
@@ -18,8 +17,9 @@ import fnmatch
 import hashlib
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 KIB = 1024
 MIB = 1024 * KIB

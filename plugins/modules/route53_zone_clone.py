@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -21,7 +20,7 @@ description:
   - A second run with nothing to do makes no write call and reports C(changed=false).
     By default (I(on_conflict=keep)) a rerun after the cutover never puts old values back over records that were already flipped.
 author:
-  - cutover.migration contributors
+  - cutover.migration contributors (@cutover-migration)
 extends_documentation_fragment:
   - cutover.migration.route53_sides
 options:
@@ -150,7 +149,7 @@ summary:
     updated: {description: Sets overwritten (on_conflict=overwrite)., type: list, elements: str, returned: always}
     deleted: {description: Sets deleted (purge)., type: list, elements: str, returned: always}
     unchanged: {description: Sets already equal in the target., type: list, elements: str, returned: always}
-    capped_ttl: {description: Sets whose TTL was capped by max_ttl, with the old and new TTL., type: list, elements: str, returned: always}
+    capped_ttl: {description: "Sets whose TTL was capped by max_ttl, with the old and new TTL.", type: list, elements: str, returned: always}
     conflicts: {description: Sets that differ in the target and were kept (on_conflict=keep)., type: list, elements: str, returned: always}
     skipped: {description: Source sets left out by include_types/exclude_types/exclude_names., type: list, elements: str, returned: always}
 api_calls:
@@ -170,19 +169,25 @@ health_checks_created:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-
-from ansible_collections.cutover.migration.plugins.module_utils.account_options import account_side_spec  # noqa: E402
-from ansible_collections.cutover.migration.plugins.module_utils.accounts import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.cutover.migration.plugins.module_utils.account_options import (
+    account_side_spec,
+)
+from ansible_collections.cutover.migration.plugins.module_utils.accounts import (
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,
     AccountError,
     open_accounts,
 )
-from ansible_collections.cutover.migration.plugins.module_utils.route53_plan import Route53PlanError  # noqa: E402
+from ansible_collections.cutover.migration.plugins.module_utils.route53_plan import (
+    Route53PlanError,
+)
 
 if HAS_BOTO3:
-    from ansible_collections.cutover.migration.plugins.module_utils.route53_api import Route53ApiError, clone_zone
+    from ansible_collections.cutover.migration.plugins.module_utils.route53_api import (
+        Route53ApiError,
+        clone_zone,
+    )
 
 SOURCE_OPTIONS = {
     "zone": {"type": "str"},

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Chunk checksums and the row-level narrowing of a differing chunk, as pure comparisons.
@@ -13,8 +12,8 @@ containing the separator cannot collide with two values.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .chunking import Chunk, Key
 
@@ -27,7 +26,7 @@ class ChunkChecksum:
     sum_high: int
 
     @classmethod
-    def from_row(cls, row: Iterable) -> "ChunkChecksum":
+    def from_row(cls, row: Iterable) -> ChunkChecksum:
         values = [int(value or 0) for value in row]
         return cls(*values)
 
@@ -73,7 +72,7 @@ class TableCounts:
     chunks_differing: int = 0
     auto_increment: int | None = None
     copied_whole: bool = False
-    resumed_from: list | None = None
+    resumed_from: list | None = None  # the key a resumed pass started after
     differing_chunks: list = field(default_factory=list)
 
     @property
@@ -81,7 +80,7 @@ class TableCounts:
         return self.rows_inserted + self.rows_updated + self.rows_deleted
 
     def as_result(self) -> dict:
-        result = {
+        result: dict = {
             "rows_inserted": self.rows_inserted,
             "rows_updated": self.rows_updated,
             "rows_deleted": self.rows_deleted,

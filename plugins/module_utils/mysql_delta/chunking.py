@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Key ranges (chunks) and the SQL predicates that select them.
@@ -13,8 +12,9 @@ PostgreSQL turn that shape into an index range scan; only identifier quoting is 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 Key = tuple  # one key value per key column, as the driver returned it
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The options of a delta run as immutable values, validated before any connection is opened."""
@@ -6,8 +5,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InvalidOptions
 
@@ -38,7 +38,7 @@ class SideOptions:
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
 
     @classmethod
-    def from_mapping(cls, side: str, values: Mapping[str, Any] | None) -> "SideOptions":
+    def from_mapping(cls, side: str, values: Mapping[str, Any] | None) -> SideOptions:
         values = dict(values or {})
         database = values.get("database")
         if not database:

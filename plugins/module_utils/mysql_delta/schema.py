@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Table shapes as values, and the drift check that runs before anything is written.
@@ -74,8 +73,8 @@ def choose_key(primary: tuple[str, ...], unique_keys: list[tuple[str, ...]],
 def schema_drift(source: TableSchema, target: TableSchema | None) -> list[str]:
     """Sentences describing why ``target`` cannot receive ``source``'s rows (empty when it can)."""
     if target is None:
-        return [f"table {source.name} exists on the source but not on the target: create it there "
-                "(load the schema first, e.g. mysqldump --no-data) or add it to exclude_tables"]
+        return [(f"table {source.name} exists on the source but not on the target: create it there "
+                 "(load the schema first, e.g. mysqldump --no-data) or add it to exclude_tables")]
     problems = []
     for column in source.columns:
         other = target.column(column.name)

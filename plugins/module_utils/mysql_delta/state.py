@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Progress kept where the rows land: one row per (table, item) in the target's state table.
@@ -55,7 +54,7 @@ class BinlogPosition:
         return {"file": self.file, "position": self.position, "gtid": self.gtid}
 
     @classmethod
-    def from_result(cls, value: dict | None) -> "BinlogPosition | None":
+    def from_result(cls, value: dict | None) -> BinlogPosition | None:
         if not value or not value.get("file"):
             return None
         return cls(file=value["file"], position=int(value["position"]), gtid=value.get("gtid"))

@@ -1,0 +1,543 @@
+# Copyright: cutover.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A delta run: validate both sides, plan each chunk (data), apply it (the only writer), verify.
+
+    run_delta(delta_options(params), check_mode=False) -> result dict (the module's return values)
+
+Tables are worked on in parallel (``parallel_tables``), each with its own connection pair; a
+chunk's checksum is asked of both servers at the same moment. Nothing is written before every
+table has passed the drift and prerequisite checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import mysql as sql
+from .binlog import ChangeBatch, check_source_binlog, read_changes
+from .checksum import ChunkChecksum, RowChanges, TableCounts, plan_row_changes
+from .chunking import FIRST_CHUNK_ROWS, Chunk, Key, next_chunk_size
+from .errors import BinlogNotReady, DeltaError, InvalidOptions, VerifyFailed
+from .options import DeltaOptions
+from .schema import TableSchema, check_schemas
+from .state import (
+    ITEM_BINLOG,
+    ITEM_CHECKSUM,
+    ITEM_WATERMARK,
+    BinlogPosition,
+    decode_key,
+    decode_value,
+    dumps,
+    encode_key,
+    encode_value,
+    loads,
+)
+
+# A differing chunk in which more than this share of rows changed is re-read as a range (one
+# sequential scan) instead of by key lists (many index lookups).
+RANGE_READ_SHARE = 0.3
+WATERMARK_BATCH_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """What one chunk needs on the target; ``rows`` are the source's row literals to upsert."""
+
+    chunk: Chunk
+    changes: RowChanges
+    rows: tuple[bytes, ...] = ()
+    into_empty: bool = False   # the target has no row in the range: plain INSERT, no upsert
+
+
+@dataclass
+class Run:
+    options: DeltaOptions
+    check_mode: bool
+    schemas: dict[str, TableSchema]
+    state: dict[tuple[str, str], str]
+    start: BinlogPosition | None
+    counts: dict[str, TableCounts] = field(default_factory=dict)
+    target_writes: int = 0
+    # Test seam: called after each chunk's transaction commits with (table, chunk index).
+    after_chunk: Callable[[str, int], None] | None = None
+
+    def stored(self, table: str, item: str) -> dict:
+        return loads(self.state.get((table, item)))
+
+
+def run_delta(options: DeltaOptions, check_mode: bool = False,
+              after_chunk: Callable[[str, int], None] | None = None) -> dict:
+    began = time.monotonic()
+    source = sql.Server(options.source)
+    target = sql.Server(options.target, autocommit=False, role="write")
+    try:
+        tables, schemas = validate(options, source, target)
+        state = sql.read_state(target, options.state_table)
+        target.commit()
+        frozen_at = None
+        was_read_only = str(source.variable("read_only")).upper() in ("1", "ON")
+        if options.freeze_source == "read_only" and not was_read_only and not check_mode:
+            frozen_at = datetime.fromtimestamp(sql.set_read_only(source), timezone.utc).isoformat()  # noqa: UP017 - datetime.UTC is 3.11+
+        start = sql.current_position(source)
+        run = Run(options=options, check_mode=check_mode, schemas=schemas, state=state, start=start,
+                  after_chunk=after_chunk)
+        if not check_mode and not sql.state_table_exists(target, options.state_table):
+            sql.create_state_table(target, options.state_table)
+            run.target_writes += 1
+        target.commit()
+
+        warnings: list[str] = []
+        position: BinlogPosition | None = start
+        if options.strategy == "checksum":
+            for_each_table(run, tables, sync_by_checksum)
+        elif options.strategy == "binlog":
+            position = sync_by_binlog(run, tables, source, target)
+        else:
+            for_each_table(run, tables, sync_by_watermark)
+            warnings.append("strategy=watermark does not see rows deleted on the source; run strategy=checksum "
+                            "(or binlog) for the final pass if deletes matter")
+
+        if options.fix_auto_increment:
+            fix_auto_increments(run, tables, source, target)
+
+        verified = None
+        if options.verify and not check_mode:
+            verify(run, tables)
+            verified = True
+    finally:
+        source.close()
+        target.close()
+
+    changed = run.target_writes > 0 or frozen_at is not None or any(c.rows_changed for c in run.counts.values())
+    result: dict[str, Any] = {
+        "changed": bool(changed),
+        "strategy": options.strategy,
+        "rows_inserted": sum(c.rows_inserted for c in run.counts.values()),
+        "rows_updated": sum(c.rows_updated for c in run.counts.values()),
+        "rows_deleted": sum(c.rows_deleted for c in run.counts.values()),
+        "tables": {name: run.counts[name].as_result() for name in tables},
+        "binlog_position": position.as_result() if position else None,
+        "verified": verified,
+        "elapsed_s": round(time.monotonic() - began, 3),
+        "target_writes": run.target_writes,
+        "source_read_only": was_read_only or frozen_at is not None,
+        "source_frozen_at": frozen_at,
+        "deletes_seen": options.strategy != "watermark",
+        "keyless_tables": sorted(name for name in tables if schemas[name].keyless),
+        "warnings": warnings,
+    }
+    return result
+
+
+# --- validation: everything that can be wrong is found before the first write ---------------
+
+def validate(options: DeltaOptions, source: sql.Server, target: sql.Server) -> tuple[list[str], dict[str, TableSchema]]:
+    for server in (source, target):
+        if not sql.database_exists(server):
+            raise InvalidOptions(f"{server.side}.database {server.database!r} does not exist on "
+                                 f"{server.options.host}:{server.options.port}; create it (the target needs the "
+                                 "schema loaded) or fix the name", side=server.side, option="database")
+    available = [name for name in sql.base_tables(source) if name != options.state_table]
+    if options.tables:
+        missing = [name for name in options.tables if name not in available]
+        if missing:
+            raise InvalidOptions(f"tables: {', '.join(missing)} not found in source database "
+                                 f"{options.source.database} (base tables only; views are not copied)",
+                                 side="source", option="tables")
+        tables = list(options.tables)
+    else:
+        tables = available
+    tables = [name for name in tables if name not in set(options.exclude_tables)]
+    if not tables:
+        raise InvalidOptions(f"no table to copy: source database {options.source.database} has none left after "
+                             "tables/exclude_tables", side="source", option="tables")
+    schemas = sql.read_schemas(source, tables)
+    check_schemas([schemas[name] for name in tables], sql.read_schemas(target, tables))
+    if options.strategy == "binlog":
+        check_source_binlog(sql.binlog_settings(source))
+    if options.strategy == "watermark":
+        watermarks = options.watermark_map
+        unknown = sorted(set(watermarks) - set(tables))
+        if unknown:
+            raise InvalidOptions(f"watermark_columns names {', '.join(unknown)}, not among the tables copied",
+                                 option="watermark_columns")
+        for name in tables:
+            column = watermarks.get(name)
+            if column is None:
+                raise InvalidOptions(f"watermark_columns has no column for table {name}: add one (a column whose "
+                                     "value grows on every write, e.g. updated_at) or list it in exclude_tables",
+                                     option="watermark_columns")
+            if schemas[name].column(column) is None:
+                raise InvalidOptions(f"watermark_columns.{name}: column {column} does not exist in the source table",
+                                     side="source", option="watermark_columns")
+            if schemas[name].keyless:
+                raise InvalidOptions(f"watermark_columns.{name}: the table has no primary or non-null unique key to "
+                                     "upsert by; use strategy=checksum for it", side="source",
+                                     option="watermark_columns")
+    return tables, schemas
+
+
+def for_each_table(run: Run, tables: list[str], work: Callable[[Run, TableSchema], TableCounts]) -> None:
+    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
+        futures = {name: pool.submit(work, run, run.schemas[name]) for name in tables}
+        errors = []
+        for name, future in futures.items():
+            try:
+                run.counts[name] = future.result()
+            except DeltaError as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+class TablePair:
+    """A worker's own connections: source (autocommit reads) and target (one transaction per chunk)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.source = sql.Server(run.options.source)
+        self.target = sql.Server(run.options.target, autocommit=False, role="write")
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def both(self, on_source: Callable[[sql.Server], Any], on_target: Callable[[sql.Server], Any]) -> tuple:
+        """The same question asked of both servers at once."""
+        target_answer = self.pool.submit(on_target, self.target)
+        source_answer = on_source(self.source)
+        answer = target_answer.result()
+        # Reads on the target run inside its transaction; ending it lets the next read see
+        # fresh rows (REPEATABLE READ would otherwise pin the first snapshot).
+        self.target.commit()
+        return source_answer, answer
+
+    def close(self) -> None:
+        self.run.target_writes += self.target.writes
+        self.pool.shutdown()
+        self.source.close()
+        self.target.close()
+
+    def __enter__(self):  # typing.Self is 3.11+; modules also import on 3.9
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --- chunks -----------------------------------------------------------------------------------
+
+def checksums(pair: TablePair, schema: TableSchema, chunk: Chunk) -> tuple[ChunkChecksum, ChunkChecksum]:
+    def ask(server: sql.Server) -> ChunkChecksum:
+        statement, parameters = sql.chunk_checksum_sql(server, schema, chunk.lower, chunk.upper)
+        return ChunkChecksum.from_row(server.query(statement, parameters)[0])
+    return pair.both(ask, ask)
+
+
+def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None
+                ) -> Iterator[tuple[Chunk, ChunkChecksum, ChunkChecksum]]:
+    """Every chunk from ``lower`` to the end with both sides' checksums; sizes adapt to ~0.5 s."""
+    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
+    index = 0
+    if schema.keyless:
+        chunk = Chunk(schema.name, 0, None, None)
+        yield (chunk, *checksums(pair, schema, chunk))
+        return
+    while True:
+        upper = sql.chunk_upper_bound(pair.source, schema, lower, size)
+        chunk = Chunk(schema.name, index, lower, upper)
+        began = time.monotonic()
+        source_sum, target_sum = checksums(pair, schema, chunk)
+        if pair.run.options.chunk_size is None:
+            size = next_chunk_size(size, time.monotonic() - began)
+        yield chunk, source_sum, target_sum
+        if upper is None:
+            return
+        lower, index = upper, index + 1
+
+
+def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: ChunkChecksum,
+               target_sum: ChunkChecksum) -> ChunkPlan:
+    """Narrow a differing chunk down to its differing rows (reads only)."""
+    if schema.keyless:
+        whole = tuple(literal for _, literal in sql.rows_in_range(pair.source, schema, None, None))
+        deletes = tuple(() for _ in range(target_sum.rows))
+        return ChunkPlan(chunk, RowChanges(inserts=tuple(() for _ in whole), deletes=deletes), whole, into_empty=True)
+    if target_sum.rows == 0:
+        found = sql.rows_in_range(pair.source, schema, chunk.lower, chunk.upper)
+        return ChunkPlan(chunk, RowChanges(inserts=tuple(key for key, _ in found)),
+                         tuple(literal for _, literal in found), into_empty=True)
+    source_rows, target_rows = pair.both(lambda s: sql.row_hashes(s, schema, chunk.lower, chunk.upper),
+                                         lambda t: sql.row_hashes(t, schema, chunk.lower, chunk.upper))
+    changes = plan_row_changes(source_rows, target_rows)
+    wanted = set(changes.upserts)
+    rows: tuple[bytes, ...]
+    if not wanted:
+        rows = ()
+    elif len(wanted) > RANGE_READ_SHARE * max(1, len(source_rows)):
+        rows = tuple(literal for key, literal in sql.rows_in_range(pair.source, schema, chunk.lower, chunk.upper)
+                     if key in wanted)
+    else:
+        rows = tuple(literal for _, literal in sql.rows_by_keys(pair.source, schema, list(wanted)))
+    return ChunkPlan(chunk, changes, rows)
+
+
+def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress: list[tuple[str, str, str]]) -> None:
+    """One target transaction: deletes, then upserts, then the progress rows that describe them."""
+    target = pair.target
+    try:
+        target.begin()
+        if schema.keyless:
+            sql.delete_all(target, schema)
+        elif plan.changes.deletes:
+            sql.delete_keys(target, schema, plan.changes.deletes)
+        sql.insert_rows(target, schema, plan.rows, upsert=not plan.into_empty)
+        for table, item, value in progress:
+            sql.write_state(target, pair.run.options.state_table, table, item, value)
+        target.commit()
+    except DeltaError as exc:
+        target.rollback()
+        raise DeltaError(f"applying {plan.chunk.describe()} failed on the target and was rolled back: {exc}; fix the "
+                         "cause and rerun, the run resumes after the last committed chunk",
+                         side="target", chunk=plan.chunk.describe()) from exc
+
+
+def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
+    counts = TableCounts()
+    progress = run.stored(schema.name, ITEM_CHECKSUM)
+    resume = decode_key(progress.get("completed_through")) if progress.get("status") == "in_progress" else None
+    coords = progress.get("coords") if resume is not None else (run.start.as_result() if run.start else None)
+    if resume is not None and not schema.keyless:
+        counts.resumed_from = encode_key(resume)
+    with TablePair(run) as pair:
+        wrote = False
+        for chunk, source_sum, target_sum in walk_chunks(pair, schema, None if schema.keyless else resume):
+            counts.chunks_checked += 1
+            if source_sum == target_sum:
+                continue
+            counts.chunks_differing += 1
+            counts.differing_chunks.append(chunk)
+            plan = plan_chunk(pair, schema, chunk, source_sum, target_sum)
+            counts.rows_inserted += len(plan.changes.inserts)
+            counts.rows_updated += len(plan.changes.updates)
+            counts.rows_deleted += len(plan.changes.deletes)
+            if schema.keyless:
+                counts.copied_whole = True
+            if run.check_mode:
+                continue
+            last = chunk.upper is None
+            entries = [(schema.name, ITEM_CHECKSUM, dumps({
+                "status": "done" if last else "in_progress", "completed_through": encode_key(chunk.upper),
+                "coords": coords, "run_started_at": progress.get("run_started_at") or _now()}))]
+            if last and coords:
+                entries.append((schema.name, ITEM_BINLOG, dumps(coords)))
+            apply_chunk(pair, schema, plan, entries)
+            wrote = True
+            if run.after_chunk:
+                run.after_chunk(schema.name, chunk.index)
+        if not run.check_mode and not wrote:
+            entries = []
+            if progress.get("status") == "in_progress":
+                entries.append((schema.name, ITEM_CHECKSUM, dumps({"status": "done", "coords": coords})))
+            if coords and not run.stored(schema.name, ITEM_BINLOG) or (entries and coords):
+                entries.append((schema.name, ITEM_BINLOG, dumps(coords)))
+            if entries:
+                write_entries(pair, entries)
+    return counts
+
+
+def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:
+    pair.target.begin()
+    for table, item, value in entries:
+        sql.write_state(pair.target, pair.run.options.state_table, table, item, value)
+    pair.target.commit()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()  # noqa: UP017 - datetime.UTC is 3.11+
+
+
+# --- binlog ------------------------------------------------------------------------------------
+
+def sync_by_binlog(run: Run, tables: list[str], source: sql.Server, target: sql.Server) -> BinlogPosition | None:
+    positions = {name: BinlogPosition.from_result(run.stored(name, ITEM_BINLOG)) for name in tables}
+    unloaded = [name for name, position in positions.items() if position is None]
+    if unloaded:
+        # Nothing recorded yet: load/verify by checksum, which records the coordinates to stream from.
+        for_each_table(run, unloaded, sync_by_checksum)
+    streamed = {name: position for name, position in positions.items() if position is not None}
+    for name in streamed:
+        run.counts[name] = TableCounts()
+    end = sql.current_position(source)
+    if not streamed or end is None:
+        return end
+    start = min(streamed.values(), key=BinlogPosition.order)
+    files = sql.binlog_files(source)
+    if start.file not in files:
+        raise BinlogNotReady(f"the source no longer has binary log {start.file} (recorded position of "
+                             f"{', '.join(n for n, p in streamed.items() if p.file == start.file)}); it was purged: "
+                             "raise the binlog retention (RDS: mysql.rds_set_configuration('binlog retention hours', "
+                             "168)) and reload with strategy=checksum", side="source", option="strategy")
+    if start.order() >= end.order():
+        return start
+    schemas = {name: run.schemas[name] for name in streamed}
+    last = start
+    with TablePair(run) as pair:
+        for batch in read_changes(run.options.source, schemas, start, end, streamed, sql.is_mariadb(source)):
+            for name, changes in batch.tables.items():
+                counts = run.counts[name]
+                counts.rows_inserted += changes.inserted
+                counts.rows_updated += changes.updated
+                counts.rows_deleted += changes.deleted
+                counts.copied_whole = counts.copied_whole or changes.whole_table
+            if batch.tables and not run.check_mode:
+                apply_batch(pair, batch, streamed)
+            last = batch.end
+    return last
+
+
+def apply_batch(pair: TablePair, batch: ChangeBatch, streamed: dict[str, BinlogPosition]) -> None:
+    """The batch's rows as the source has them now, and the new position, in one target transaction."""
+    target = pair.target
+    try:
+        target.begin()
+        for name, changes in batch.tables.items():
+            schema = pair.run.schemas[name]
+            if changes.whole_table:
+                rows = [literal for _, literal in sql.rows_in_range(pair.source, schema, None, None)]
+                sql.delete_all(target, schema)
+                sql.insert_rows(target, schema, rows)
+                continue
+            keys = list(changes.keys)
+            rows = [literal for _, literal in sql.rows_by_keys(pair.source, schema, keys)]
+            sql.delete_keys(target, schema, keys)
+            # REPLACE, not INSERT: a row re-read "now" may carry a unique value another row still
+            # holds on the target until a later batch moves it; REPLACE converges where INSERT fails.
+            sql.insert_rows(target, schema, rows, verb="REPLACE")
+        for name, position in streamed.items():
+            if batch.end.order() > position.order():
+                sql.write_state(target, pair.run.options.state_table, name, ITEM_BINLOG, dumps(batch.end.as_result()))
+        target.commit()
+    except DeltaError as exc:
+        target.rollback()
+        raise DeltaError(f"applying binary log events up to {batch.end.file}:{batch.end.position} failed on the target "
+                         f"and was rolled back: {exc}; fix the cause and rerun, it resumes from the stored position",
+                         side="target") from exc
+    if pair.run.after_chunk:
+        pair.run.after_chunk("binlog", batch.end.position)
+
+
+# --- watermark ---------------------------------------------------------------------------------
+
+def sync_by_watermark(run: Run, schema: TableSchema) -> TableCounts:
+    counts = TableCounts()
+    column = run.options.watermark_map[schema.name]
+    stored = run.stored(schema.name, ITEM_WATERMARK)
+    quote = sql.quote
+    key_names = sql.key_list(schema)
+    with TablePair(run) as pair:
+        mark = decode_value(stored.get("value")) if stored.get("column") == column else None
+        mark_key = decode_key(stored.get("key")) if mark is not None else None
+        if mark is None and sql.count_rows(pair.target, schema) > 0:
+            mark = pair.target.query(f"SELECT MAX({quote(column)}) FROM {pair.target.table(schema.name)}")[0][0]
+        pair.target.commit()
+        batch_rows = run.options.chunk_size or WATERMARK_BATCH_ROWS
+        while True:
+            where, parameters = _above_mark(schema, column, mark, mark_key)
+            found = pair.source.query(
+                f"SELECT {key_names}, {quote(column)}, {sql.row_literal(schema)} FROM "
+                f"{pair.source.table(schema.name)} WHERE {where} ORDER BY {quote(column)}, {key_names} "
+                f"LIMIT {int(batch_rows)}", parameters)
+            if not found:
+                break
+            width = len(schema.key)
+            keys = [tuple(row[:width]) for row in found]
+            existing = sql.existing_keys(pair.target, schema, keys)
+            counts.chunks_checked += 1
+            mark, mark_key = found[-1][width], tuple(found[-1][:width])
+            if run.check_mode:
+                pair.target.commit()
+                counts.rows_inserted += len(keys) - existing
+                counts.rows_updated += existing
+                continue
+            try:
+                literals = [row[width + 1] for row in found]
+                affected = sql.insert_rows(pair.target, schema, literals, upsert=True)
+                sql.write_state(pair.target, run.options.state_table, schema.name, ITEM_WATERMARK, dumps({
+                    "column": column, "value": encode_value(mark), "key": encode_key(mark_key)}))
+                pair.target.commit()
+            except DeltaError:
+                pair.target.rollback()
+                raise
+            inserted = len(keys) - existing
+            counts.rows_inserted += inserted
+            counts.rows_updated += max(0, (affected - inserted) // 2)
+            counts.chunks_differing += 1
+            if len(found) < batch_rows:
+                break
+    return counts
+
+
+def _above_mark(schema: TableSchema, column: str, mark: Any, mark_key: Key | None) -> tuple[str, list]:
+    from .chunking import after_parameters, after_predicate
+    name = sql.quote(column)
+    if mark is None:
+        return f"{name} IS NOT NULL", []
+    if mark_key is None:
+        return f"{name} >= %s", [mark]
+    return (f"({name} > %s OR ({name} = %s AND {after_predicate(schema.key, sql.quote)}))",
+            [mark, mark] + after_parameters(mark_key))
+
+
+# --- AUTO_INCREMENT and verify -------------------------------------------------------------------
+
+def fix_auto_increments(run: Run, tables: list[str], source: sql.Server, target: sql.Server) -> None:
+    for name in tables:
+        column = run.schemas[name].auto_increment_column
+        if column is None:
+            continue
+        counts = run.counts.setdefault(name, TableCounts())
+        source_next = sql.auto_increment_value(source, name)
+        target_max = sql.max_value(target, name, column.name)
+        wanted = max(source_next, (target_max or 0) + 1)
+        current = sql.auto_increment_value(target, name)
+        target.commit()
+        if current < wanted and not run.check_mode:
+            sql.set_auto_increment(target, name, wanted)
+            run.target_writes += 1
+            target.commit()
+            current = sql.auto_increment_value(target, name)
+            target.commit()
+        counts.auto_increment = max(current, wanted) if run.check_mode else current
+
+
+def verify(run: Run, tables: list[str]) -> None:
+    def check(run: Run, schema: TableSchema) -> TableCounts:
+        counts = run.counts.setdefault(schema.name, TableCounts())
+        recheck_only = (run.options.strategy == "checksum" and counts.resumed_from is None)
+        with TablePair(run) as pair:
+            if recheck_only:
+                chunks = [(chunk, *checksums(pair, schema, chunk)) for chunk in counts.differing_chunks]
+            else:
+                chunks = list(walk_chunks(pair, schema))
+        bad = [chunk.describe() for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
+        if bad:
+            raise VerifyFailed(f"verify: {len(bad)} chunk(s) of {schema.name} differ after applying: {', '.join(bad)}; "
+                               "if the source is still being written, freeze it (freeze_source=read_only) and rerun",
+                               side="target", option="verify", differing_chunks=bad, table=schema.name)
+        return counts
+
+    failures = []
+    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
+        for future in [pool.submit(check, run, run.schemas[name]) for name in tables]:
+            try:
+                future.result()
+            except VerifyFailed as exc:
+                failures.append(exc)
+    if failures:
+        chunks = [chunk for exc in failures for chunk in exc.details.get("differing_chunks", [])]
+        raise VerifyFailed("verify failed, chunks still differ: " + "; ".join(str(exc) for exc in failures),
+                           side="target", option="verify", differing_chunks=chunks,
+                           tables=sorted(exc.details["table"] for exc in failures))
