@@ -40,7 +40,7 @@ def read_lab_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for line in completed.stdout.splitlines():
         if line.startswith("export ") and "=" in line:
-            name, _, value = line[len("export "):].partition("=")
+            name, _sep, value = line[len("export "):].partition("=")
             env[name] = shlex.split(value)[0] if value else ""
     return env
 

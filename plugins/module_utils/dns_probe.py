@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Know when a DNS change has really landed: find servers, ask one server, judge a round.
@@ -207,7 +206,9 @@ class WaitResult:
 
 
 def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # datetime.UTC is 3.11+; module_utils also run on the older Pythons of managed hosts
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)  # noqa: UP017
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,7 +555,7 @@ def disagreement_line(observation: Observation) -> str:
     if not observation.answered:
         said = "nothing"
         if observation.asked_rounds and observation.unanswered_rounds == observation.asked_rounds:
-            said = f"nothing in any of {observation.asked_rounds} rounds: the server did not answer for the whole wait"
+            said = f"nothing in any of {observation.asked_rounds} rounds (the server did not answer for the whole wait)"
     return f"{observation.server} ({observation.address}) [{observation.stage}] answered {said}{ttl} — {observation.reason}"
 
 
@@ -768,7 +769,8 @@ class Waiter:
         alias_future = self.refresh_alias(pool) if stage in ANSWER_STAGES else None
         observations = list(pool.map(self.ask_one, targets))
         tails = sorted({o.tail for o in observations if o.tail and not o.reason})
-        resolved = dict(zip(tails, pool.map(self.resolve_tail, tails)))
+        pending = {tail: pool.submit(self.resolve_tail, tail) for tail in tails}
+        resolved = {tail: future.result() for tail, future in pending.items()}
         if alias_future is not None:
             alias_answer = alias_future.result()
             if alias_answer.answer:
@@ -790,8 +792,6 @@ class Waiter:
             asked, unanswered = asked + 1, unanswered + (0 if observation.answered else 1)
             self.history[key] = (asked, unanswered)
             observation = replace(observation, asked_rounds=asked, unanswered_rounds=unanswered)
-            if not observation.answered and unanswered == asked and asked > 1:
-                observation = replace(observation, reason=f"{observation.reason}; no answer in any of {asked} rounds")
             judged.append(observation)
         return judged
 
@@ -828,8 +828,8 @@ class Waiter:
             result.stage_times[stage] = iso_time(at)
             result.stage_elapsed_s[stage] = round(at - start, 3)
 
-        workers = max(4, min(64, 2 * len(plan.resolvers) + 16))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dns-probe") as pool:
+        # threads start only as needed; 64 covers 8 name servers x (A + AAAA) x 4 stages at once
+        with ThreadPoolExecutor(max_workers=64, thread_name_prefix="dns-probe") as pool:
             if self.plan.expectation.alias:
                 first = self.resolve_tail(self.plan.expectation.alias)
                 if first.rcode == "NXDOMAIN":
@@ -844,6 +844,8 @@ class Waiter:
                     self.set_cache_deadline(result, agreed_at)
                     clear_at = result.cache_clear_at or start
                     if clear_at > self.clock() and check_mode:
+                        for later in plan.stages[index + 1:]:
+                            latest[later] = self.round(later, pool)
                         return finish(False, stage)
                     if clear_at > deadline:
                         finish(False, stage)

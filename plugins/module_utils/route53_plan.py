@@ -650,7 +650,7 @@ def record_from_option(item: Mapping[str, Any], zone_name: str, zone_id: str) ->
             raise Route53PlanError(f"{label}: alias.dns_name is required", option="records")
         alias = Alias(dns_name=normalise_name(alias_option["dns_name"]),
                       hosted_zone_id=bare_zone_id(alias_option.get("hosted_zone_id") or zone_id),
-                      evaluate_target_health=bool(alias_option.get("evaluate_target_health") or False))
+                      evaluate_target_health=bool(alias_option.get("evaluate_target_health")))
     values = list(item.get("values") or [])
     routing: dict[str, Any] = {}
     if item.get("weight") is not None:

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright: cutover.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# ruff: noqa: E402  (Ansible modules put DOCUMENTATION before the imports)
 
 from __future__ import annotations
 
@@ -208,6 +209,7 @@ api_calls:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.cutover.migration.plugins.module_utils.account_options import (
     account_side_spec,
 )

@@ -99,7 +99,7 @@ def dns_answers(address: str, name: str, rdtype: int = 6) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(1.0)
         sock.sendto(packet, (address, lab_config.DNS_PORT))
-        reply, _ = sock.recvfrom(4096)
+        reply, _sender = sock.recvfrom(4096)
     return len(reply) >= 12 and reply[:2] == packet[:2] and (reply[3] & 0x0F) == 0
 
 
@@ -203,7 +203,7 @@ def unbound_config() -> str:
         "  infra-host-ttl: 10",
         "  infra-keep-probing: yes",
     ]
-    for zone, _ in stubs:
+    for zone, _address in stubs:
         lines.append(f'  local-zone: "{zone}" nodefault')
         lines.append(f'  domain-insecure: "{zone}"')
     lines += ["remote-control:", "  control-enable: no"]
@@ -269,7 +269,7 @@ def up() -> int:
     start_mysql("new")
     start_labd()
     start_unbound()
-    failing = [name for name, ok, _ in checks() if not ok]
+    failing = [name for name, ok, _where in checks() if not ok]
     if failing:
         log(f"not healthy after start: {', '.join(failing)}; see {STATE}/*.log")
         return 1
@@ -296,7 +296,7 @@ def status() -> int:
     results = checks()
     for name, ok, where in results:
         print(f"{name:<12} {'up' if ok else 'DOWN':<5} {where}")
-    return 0 if all(ok for _, ok, _ in results) else 1
+    return 0 if all(ok for _name, ok, _where in results) else 1
 
 
 def env() -> int:

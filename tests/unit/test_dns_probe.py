@@ -365,3 +365,20 @@ def test_the_module_utils_has_no_ansible_import():
     source = dns_probe.__file__
     with open(source, encoding="utf-8") as handle:
         assert "ansible." not in handle.read().replace("ansible.builtin", "")
+
+
+def test_check_mode_reports_cache_clear_at_without_waiting_for_it():
+    clock = Clock()
+    network = ScriptedNetwork(clock, discovery({
+        ("192.0.2.1", "www.example.com.", "A"): a_record("192.0.2.20", ttl=300),
+        ("192.0.2.2", "www.example.com.", "A"): a_record("192.0.2.20", ttl=300),
+        (RESOLVER, "www.example.com.", "A"): a_record("192.0.2.10", ttl=120, aa=False),
+    }))
+    plan = plan_wait("www.example.com", expect=["192.0.2.20"], resolvers=[RESOLVER],
+                     stages=["authoritative", "cache_expiry", "resolvers"])
+    result = run(plan, network, clock, check_mode=True)
+    assert not result.propagated and result.pending_stage == "cache_expiry"
+    assert result.cache_clear_at == clock.now + 300
+    assert result.max_old_ttl_source.startswith("assumed")
+    assert clock.now == 1_000_000.0
+    assert [o.stage for o in result.servers] == ["authoritative", "authoritative", "resolvers"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.cutover.migration.plugins.module_utils.route53_plan import (
     Alias,
     Change,

@@ -20,7 +20,7 @@ def test_one_base_identity_assumes_a_role_in_each_account(lab):
 def test_awx_style_environment_reaches_sts(lab):
     environ = {"AWS_ACCESS_KEY_ID": lab["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": lab["AWS_SECRET_ACCESS_KEY"],
                "AWS_SECURITY_TOKEN": "awx-token", "AWS_ENDPOINT_URL": lab["AWS_ENDPOINT_URL"]}
-    source, _ = open_accounts({"role_arn": f"arn:aws:iam::{lab['LAB_ACCOUNT_OLD']}:role/migration"}, {}, environ=environ)
+    source, _target = open_accounts({"role_arn": f"arn:aws:iam::{lab['LAB_ACCOUNT_OLD']}:role/migration"}, {}, environ=environ)
     assert source.account_id == lab["LAB_ACCOUNT_OLD"]
 
 

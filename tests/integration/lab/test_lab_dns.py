@@ -55,8 +55,8 @@ def service_zone_name(lab) -> str:
 
 def test_each_zone_gets_its_own_name_servers(lab_account, service_zone_name):
     route53 = lab_account("old").client("route53")
-    _, first = create_zone(route53, service_zone_name)
-    _, second = create_zone(route53, "other-" + service_zone_name)
+    _zone, first = create_zone(route53, service_zone_name)
+    _zone2, second = create_zone(route53, "other-" + service_zone_name)
     assert len(first) == 4 and len(second) == 4
     assert not set(first) & set(second)
 
@@ -64,8 +64,8 @@ def test_each_zone_gets_its_own_name_servers(lab_account, service_zone_name):
 def test_new_zone_record_is_answered_by_the_new_zones_server_only(lab, lab_account, service_zone_name):
     old = lab_account("old").client("route53")
     new = lab_account("new").client("route53")
-    old_zone, _ = create_zone(old, service_zone_name)
-    new_zone, _ = create_zone(new, service_zone_name)
+    old_zone, _servers = create_zone(old, service_zone_name)
+    new_zone, _servers = create_zone(new, service_zone_name)
     upsert(old, old_zone, f"www.{service_zone_name}", "A", 60, ["192.0.2.10"])
     upsert(new, new_zone, f"www.{service_zone_name}", "A", 60, ["198.51.100.20"])
 
@@ -78,7 +78,7 @@ def test_new_zone_record_is_answered_by_the_new_zones_server_only(lab, lab_accou
 
 
 def test_name_server_hostnames_resolve_to_the_owning_accounts_address(lab, lab_account, service_zone_name):
-    _, name_servers = create_zone(lab_account("new").client("route53"), service_zone_name)
+    _zone, name_servers = create_zone(lab_account("new").client("route53"), service_zone_name)
     for name_server in name_servers:
         assert resolve_via(lab["LAB_RESOLVER"], name_server) == {lab["LAB_DNS_NEW"]}
 
@@ -138,7 +138,7 @@ def test_alias_to_a_load_balancer_resolves_to_its_lab_address(lab, lab_account, 
                for n, zone in ((1, "a"), (2, "b"))]
     balancer = account.client("elbv2").create_load_balancer(Name=f"lb{uuid.uuid4().hex[:6]}", Subnets=subnets)["LoadBalancers"][0]
     route53 = account.client("route53")
-    zone_id, _ = create_zone(route53, service_zone_name)
+    zone_id, _servers = create_zone(route53, service_zone_name)
     route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{
         "Action": "UPSERT",
         "ResourceRecordSet": {"Name": f"www.{service_zone_name}", "Type": "A", "AliasTarget": {

@@ -7,6 +7,7 @@ import uuid
 import dns.message
 import dns.query
 import dns.rdatatype
+
 from ansible_collections.cutover.migration.plugins.module_utils.accounts import (
     open_account,
 )

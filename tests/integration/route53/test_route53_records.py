@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.cutover.migration.plugins.module_utils.route53_api import (
-    manage_records,
-)
-from ansible_collections.cutover.migration.plugins.module_utils.route53_plan import (
-    Route53PlanError,
-)
 from route53_lab import (
     WriteCounter,
     change,
@@ -17,6 +11,13 @@ from route53_lab import (
     records_of,
     session_for,
     unique_zone,
+)
+
+from ansible_collections.cutover.migration.plugins.module_utils.route53_api import (
+    manage_records,
+)
+from ansible_collections.cutover.migration.plugins.module_utils.route53_plan import (
+    Route53PlanError,
 )
 
 SERVICES = [f"svc-{n:02d}" for n in range(20)]

@@ -81,8 +81,8 @@ def test_rerun_copies_nothing_and_makes_no_write_call(s3_lab, granted_dataset, c
     assert result["changed"] is False
     assert result["objects"]["copied"] == 0 and result["objects"]["skipped"] == len(granted_dataset.keys)
     assert counter.writes == []
-    # Only the multipart object (ETags differ) needs its recorded source ETag read; no body is read.
-    assert "GetObject" not in counter.calls and counter.calls.count("HeadObject") == 1
+    # Only the two objects copied in parts (their ETags differ) need the recorded source ETag; no body is read.
+    assert "GetObject" not in counter.calls and counter.calls.count("HeadObject") == 2
 
 
 def test_object_changed_at_source_is_copied_again(s3_lab):
@@ -157,18 +157,25 @@ def test_two_shards_together_copy_everything_exactly_once(s3_lab, granted_datase
 
 
 CRASHING_RUN = textwrap.dedent("""
-    import json, os, sys
+    import json, os, sys, time
     from ansible_collections.cutover.migration.plugins.module_utils.accounts import open_account
     from ansible_collections.cutover.migration.plugins.module_utils.s3_copy import build_options
     from ansible_collections.cutover.migration.plugins.module_utils.s3_copy_transfer import copy_bucket
     arguments = json.loads(sys.argv[1])
     source = open_account("source", arguments["source_account"])
     target = open_account("target", arguments["target_account"])
-    done = []
+    small_copies = []
+    def count_small_copy(**_):
+        small_copies.append(1)
     def crash_after_first_part(**_):
-        done.append(1)
-        if len(done) == 1:
-            os._exit(137)  # a killed runner: no cleanup, no abort
+        # Let other workers finish some small objects first, then die like a killed runner:
+        # no cleanup, no abort, a multipart upload left open.
+        for _ in range(200):
+            if len(small_copies) >= 20:
+                break
+            time.sleep(0.05)
+        os._exit(137)
+    target.session.events.register("after-call.s3.CopyObject", count_small_copy)
     target.session.events.register("after-call.s3.UploadPartCopy", crash_after_first_part)
     options = build_options({"bucket": arguments["source_bucket"]}, {"bucket": arguments["target_bucket"]},
                             **arguments["settings"])
@@ -182,7 +189,7 @@ def test_killed_mid_copy_then_rerun_converges_with_no_leftover_upload(s3_lab, gr
         [sys.executable, "-c", CRASHING_RUN, json.dumps({
             "source_account": s3_lab.source_options, "target_account": s3_lab.target_options,
             "source_bucket": granted_dataset.bucket, "target_bucket": target_bucket,
-            "settings": dict(COPY_SETTINGS, concurrency=2)})],
+            "settings": dict(COPY_SETTINGS, concurrency=4)})],
         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), capture_output=True, text=True, timeout=120,
         check=False)
     assert completed.returncode == 137, completed.stderr
@@ -204,12 +211,12 @@ def test_source_changed_during_a_multipart_copy_fails_only_that_object(s3_lab):
     target = s3_lab.fresh_target_session()
     changed = []
 
-    def change_source_once(params=None, **_):
+    def change_source_once(params, **_):
         if not changed and params.get("Key") == MULTIPART_KEY:
             changed.append(1)
             s3_lab.source_s3.put_object(Bucket=source_bucket, Key=MULTIPART_KEY, Body=b"replaced mid-copy")
 
-    target.session.events.register("before-call.s3.UploadPartCopy", change_source_once)
+    target.session.events.register("before-parameter-build.s3.UploadPartCopy", change_source_once)
     result = copy(s3_lab, source_bucket, target_bucket, session=target, concurrency=1)
     assert [failure["key"] for failure in result["failures"]] == [MULTIPART_KEY]
     assert "changed during the copy" in result["failures"][0]["reason"]
