@@ -235,7 +235,7 @@ def parse_size(value: Any, option: str) -> int:
     if not match:
         raise S3CopyError(f"{option}: {value!r} is not a size; give bytes (67108864) or a size such as 64MiB",
                           option=option)
-    number, unit, _ = match.groups()
+    number, unit = match.group(1), match.group(2)
     return int(float(number) * _SIZE_UNITS[unit.upper()])
 
 
@@ -470,4 +470,3 @@ def render_plan(plan: CopyPlan, options: CopyOptions, limit: int = 200) -> dict[
         after_lines.append(f"... and {hidden} more")
     return {"before": "\n".join(before_lines) + ("\n" if before_lines else ""),
             "after": "\n".join(after_lines) + ("\n" if after_lines else "")}
-

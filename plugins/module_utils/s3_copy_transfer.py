@@ -96,11 +96,10 @@ def with_retries(action: Callable[[], Any], attempts: int = TRANSIENT_ATTEMPTS, 
     for attempt in range(1, attempts + 1):
         try:
             return action()
-        except ClientError as exc:
-            if error_code(exc) not in TRANSIENT_CODES or attempt == attempts:
-                raise
-        except BotoCoreError:
-            if attempt == attempts:
+        except (ClientError, BotoCoreError) as exc:
+            # A ClientError is retried only for the transient codes; a BotoCoreError (connection
+            # reset, body cut short) always.
+            if attempt == attempts or (error_code(exc) is not None and error_code(exc) not in TRANSIENT_CODES):
                 raise
         sleep(min(8.0, 0.25 * 2 ** attempt))
     raise AssertionError("unreachable")  # pragma: no cover
@@ -626,7 +625,7 @@ class BucketCopy:
         try:
             for number, first, last in part_ranges(item.source.size, options.part_size):
                 futures.append(self.part_pool.submit(transfer_part, number, first, last, upload_id))
-            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            pending = wait(futures, return_when=FIRST_EXCEPTION).not_done
             for future in pending:
                 future.cancel()
             wait(futures)

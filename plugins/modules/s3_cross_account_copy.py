@@ -27,7 +27,7 @@ description:
     task fails before copying anything and says how to map a new name in the inventory.
   - Single objects that fail are collected in RV(failures); the rest is still copied, then the task fails.
 author:
-  - cutover.migration contributors
+  - cutover.migration contributors (@cutover-migration)
 extends_documentation_fragment:
   - cutover.migration.s3_sides
 options:
@@ -109,7 +109,7 @@ notes:
     (the keys that would be copied or deleted).
   - "Server-side copy needs, on the source bucket policy: C(s3:GetObject) on C(arn:aws:s3:::<source>/*) for the target
     identity; see docs/s3_cross_account_copy.md for the full least-privilege policies and SSE-KMS key policy notes."
-  - Stream mode moves every byte through the host running the task (twice: in and out).
+  - Stream mode moves every byte through the host running the task, in and out.
 seealso:
   - name: S3 Batch Operations
     description: For billions of objects, beyond what one runner can list and copy.
@@ -318,9 +318,10 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("boto3"), exception=str(BOTO3_IMPORT_ERROR))
     params = module.params
     try:
-        options = build_options(params["source"], params["target"], **{
-            name: params[name] for name in ("method", "include", "exclude", "delete_extra", "concurrency", "part_size",
-                                             "multipart_threshold", "metadata", "shard", "verify", "progress_file")})
+        settings = {name: params[name] for name in ("method", "include", "exclude", "delete_extra", "concurrency",
+                                                    "part_size", "multipart_threshold", "metadata", "shard", "verify",
+                                                    "progress_file")}
+        options = build_options(params["source"], params["target"], **settings)
         source, target = open_accounts(params["source"], params["target"])
         copy = BucketCopy(source, target, options)
         result = copy.run(check_mode=module.check_mode).as_dict()

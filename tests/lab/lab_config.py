@@ -28,6 +28,12 @@ ACCOUNT_DNS_ADDRESSES = {
     ACCOUNT_PARENT: "127.0.53.13",
 }
 REGISTRY_DNS_ADDRESS = "127.0.53.1"  # answers the name-server TLD and load balancer names
+# The "AmazonProvidedDNS" of each account's VPCs: answers the account's private hosted zones and
+# recurses through the lab resolver for everything else.
+VPC_RESOLVER_ADDRESSES = {
+    ACCOUNT_OLD: "127.0.53.21",
+    ACCOUNT_NEW: "127.0.53.22",
+}
 RESOLVER_ADDRESS = "127.0.53.53"
 DNS_PORT = 53
 
@@ -38,7 +44,10 @@ PARENT_ZONE = "test."
 
 MYSQL_USER = "lab"
 MYSQL_PASSWORD = "lab"
-MYSQL_SERVERS = {"old": {"port": 33061, "server_id": 1}, "new": {"port": 33062, "server_id": 2}}
+# Each server on its own loopback address and the standard port, so a DB endpoint flip can be a
+# pure DNS change (an A record from one address to the other), as in field report 002.
+MYSQL_SERVERS = {"old": {"host": "127.0.56.1", "port": 3306, "server_id": 1},
+                 "new": {"host": "127.0.56.2", "port": 3306, "server_id": 2}}
 
 AWS_ACCESS_KEY_ID = "testing"
 AWS_SECRET_ACCESS_KEY = "testing"
@@ -62,10 +71,12 @@ def lab_environment() -> dict[str, str]:
         "LAB_DNS_NEW": ACCOUNT_DNS_ADDRESSES[ACCOUNT_NEW],
         "LAB_DNS_PARENT": ACCOUNT_DNS_ADDRESSES[ACCOUNT_PARENT],
         "LAB_DNS_REGISTRY": REGISTRY_DNS_ADDRESS,
+        "LAB_VPC_RESOLVER_OLD": VPC_RESOLVER_ADDRESSES[ACCOUNT_OLD],
+        "LAB_VPC_RESOLVER_NEW": VPC_RESOLVER_ADDRESSES[ACCOUNT_NEW],
         "LAB_STATE_DIR": str(STATE_DIR),
     }
     for side, server in MYSQL_SERVERS.items():
-        env[f"LAB_MYSQL_{side.upper()}"] = f"mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{server['port']}/"
+        env[f"LAB_MYSQL_{side.upper()}"] = f"mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@{server['host']}:{server['port']}/"
     return env
 
 

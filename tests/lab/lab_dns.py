@@ -21,6 +21,7 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.query
 import dns.rcode
 import dns.rdata
 import dns.rdataclass
@@ -80,7 +81,7 @@ def _read_record_set(stored) -> StoredRecordSet | None:
     )
 
 
-def account_zones(account: str) -> list[ZoneView]:
+def account_zones(account: str, private: bool = False) -> list[ZoneView]:
     from moto.route53.models import route53_backends
 
     if account not in route53_backends:
@@ -88,7 +89,7 @@ def account_zones(account: str) -> list[ZoneView]:
     backend = route53_backends[account]["aws"]
     views = []
     for zone in list(backend.zones.values()):
-        if zone.private_zone:
+        if bool(zone.private_zone) != private:
             continue
         record_sets = tuple(r for r in (_read_record_set(s) for s in list(zone.rrsets)) if r is not None)
         views.append(ZoneView(zone_id=zone.id, origin=_absolute(zone.name), record_sets=record_sets))
@@ -315,6 +316,32 @@ class LabAuthority:
         return self._lookup(qname, rdtype, zone, zones)
 
 
+class VpcResolver(LabAuthority):
+    """An account's VPC resolver: its private hosted zones, and recursion for everything else."""
+
+    def answer_question(self, qname: dns.name.Name, rdtype: int) -> Answer | None:  # type: ignore[override]
+        zones = account_zones(self.account, private=True) if self.account else []
+        zone = self._zone_for(qname, zones)
+        if zone is None:
+            return None
+        return self._lookup(qname, rdtype, zone, zones)
+
+
+def forward_to_resolver(wire: bytes, tcp: bool) -> bytes | None:
+    query = dns.message.from_wire(wire)
+    try:
+        if tcp:
+            reply = dns.query.tcp(query, lab_config.RESOLVER_ADDRESS, port=lab_config.DNS_PORT, timeout=4)
+        else:
+            reply = dns.query.udp(query, lab_config.RESOLVER_ADDRESS, port=lab_config.DNS_PORT, timeout=4,
+                                  ignore_trailing=True)
+    except (dns.exception.DNSException, OSError):
+        failed = dns.message.make_response(query)
+        failed.set_rcode(dns.rcode.SERVFAIL)
+        return failed.to_wire()
+    return reply.to_wire()
+
+
 def build_response(wire: bytes, authority: LabAuthority, max_size: int) -> bytes | None:
     try:
         query = dns.message.from_wire(wire)
@@ -331,6 +358,8 @@ def build_response(wire: bytes, authority: LabAuthority, max_size: int) -> bytes
     except Exception:  # noqa: BLE001 - a lab server must answer SERVFAIL, never die
         response.set_rcode(dns.rcode.SERVFAIL)
         return response.to_wire()
+    if answer is None:  # a VPC resolver's name outside its private zones
+        return forward_to_resolver(wire, tcp=max_size > 512)
     response.set_rcode(answer.rcode)
     if answer.authoritative and answer.rcode != dns.rcode.REFUSED:
         response.flags |= dns.flags.AA
@@ -393,12 +422,14 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 def serve_dns(port: int = lab_config.DNS_PORT) -> list[socketserver.BaseServer]:
     """Start UDP and TCP servers on every account address and the registry address."""
     servers: list[socketserver.BaseServer] = []
-    bindings = [(address, account) for account, address in lab_config.ACCOUNT_DNS_ADDRESSES.items()]
-    bindings.append((lab_config.REGISTRY_DNS_ADDRESS, None))
-    for address, account in bindings:
+    bindings: list[tuple[str, LabAuthority]] = [
+        (address, LabAuthority(account)) for account, address in lab_config.ACCOUNT_DNS_ADDRESSES.items()]
+    bindings.append((lab_config.REGISTRY_DNS_ADDRESS, LabAuthority(None)))
+    bindings += [(address, VpcResolver(account)) for account, address in lab_config.VPC_RESOLVER_ADDRESSES.items()]
+    for address, authority in bindings:
         for server_class, handler in ((_UDPServer, _UDPHandler), (_TCPServer, _TCPHandler)):
             server = server_class((address, port), handler)
-            server.authority = LabAuthority(account)  # type: ignore[attr-defined]
+            server.authority = authority  # type: ignore[attr-defined]
             threading.Thread(target=server.serve_forever, name=f"dns-{address}", daemon=True).start()
             servers.append(server)
     return servers

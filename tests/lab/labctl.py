@@ -105,7 +105,9 @@ def dns_answers(address: str, name: str, rdtype: int = 6) -> bool:
 
 # -- loopback addresses ------------------------------------------------------------------
 def ensure_loopback_addresses() -> None:
-    addresses = [*lab_config.ACCOUNT_DNS_ADDRESSES.values(), lab_config.REGISTRY_DNS_ADDRESS, lab_config.RESOLVER_ADDRESS]
+    addresses = [*lab_config.ACCOUNT_DNS_ADDRESSES.values(), *lab_config.VPC_RESOLVER_ADDRESSES.values(),
+                 lab_config.REGISTRY_DNS_ADDRESS, lab_config.RESOLVER_ADDRESS,
+                 *(server["host"] for server in lab_config.MYSQL_SERVERS.values())]
     if not shutil.which("ip"):
         return  # all of 127.0.0.0/8 is local on Linux; the explicit addresses only make them visible
     present = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
@@ -132,7 +134,7 @@ def mariadb_server_binary() -> str:
 def start_mysql(side: str) -> None:
     paths = mysql_paths(side)
     server = lab_config.MYSQL_SERVERS[side]
-    if read_pid(paths["pid"]) and tcp_open("127.0.0.1", server["port"]):
+    if read_pid(paths["pid"]) and tcp_open(server["host"], server["port"]):
         return
     paths["binlog"].parent.mkdir(parents=True, exist_ok=True)
     fresh = not (paths["data"] / "mysql").exists()
@@ -146,7 +148,7 @@ def start_mysql(side: str) -> None:
                        check=True, capture_output=True)
     command = [
         mariadb_server_binary(), "--no-defaults", f"--datadir={paths['data']}", f"--socket={paths['socket']}",
-        f"--pid-file={paths['pid']}", f"--port={server['port']}", "--bind-address=127.0.0.1", "--user=root",
+        f"--pid-file={paths['pid']}", f"--port={server['port']}", f"--bind-address={server['host']}", "--user=root",
         f"--server-id={server['server_id']}", f"--log-bin={paths['binlog']}", "--binlog-format=ROW",
         "--binlog-row-image=FULL", "--log-slave-updates", "--skip-name-resolve",
         f"--log-error={paths['base'] / 'error.log'}", "--innodb-buffer-pool-size=512M",
@@ -156,7 +158,7 @@ def start_mysql(side: str) -> None:
     ]
     log_file = open(STATE / f"mysql-{side}.log", "ab")  # noqa: SIM115 - handed to the child
     subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    wait_for(f"MariaDB {side}", lambda: paths["socket"].exists() and tcp_open("127.0.0.1", server["port"]))
+    wait_for(f"MariaDB {side}", lambda: paths["socket"].exists() and tcp_open(server["host"], server["port"]))
     grant = (f"CREATE USER IF NOT EXISTS '{lab_config.MYSQL_USER}'@'%' IDENTIFIED BY '{lab_config.MYSQL_PASSWORD}';"
              f"CREATE USER IF NOT EXISTS '{lab_config.MYSQL_USER}'@'localhost' IDENTIFIED BY '{lab_config.MYSQL_PASSWORD}';"
              f"GRANT ALL PRIVILEGES ON *.* TO '{lab_config.MYSQL_USER}'@'%' WITH GRANT OPTION;"
@@ -257,7 +259,7 @@ def checks() -> list[tuple[str, bool, str]]:
             up = False
         results.append((label, up, f"{address}:{lab_config.DNS_PORT}"))
     for side, server in lab_config.MYSQL_SERVERS.items():
-        results.append((f"mysql {side}", tcp_open("127.0.0.1", server["port"]), f"127.0.0.1:{server['port']}"))
+        results.append((f"mysql {side}", tcp_open(server["host"], server["port"]), f"{server['host']}:{server['port']}"))
     return results
 
 

@@ -159,3 +159,23 @@ def test_missing_name_is_nxdomain_with_the_zone_soa(lab, lab_account, service_zo
     assert answer.rcode() == dns.rcode.NXDOMAIN
     assert answer.flags & dns.flags.AA
     assert answer.authority and answer.authority[0].rdtype == 6
+
+
+def test_vpc_resolver_answers_private_zones_and_recurses_for_the_rest(lab, lab_account, service_zone_name):
+    account = lab_account("new")
+    vpc = account.client("ec2").create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    route53 = account.client("route53")
+    private_name = f"internal{uuid.uuid4().hex[:6]}.example."
+    private = route53.create_hosted_zone(Name=private_name, CallerReference=private_name,
+                                         HostedZoneConfig={"PrivateZone": True, "Comment": "internal API"},
+                                         VPC={"VPCRegion": "us-east-1", "VPCId": vpc})["HostedZone"]["Id"]
+    upsert(route53, private, f"api.{private_name}", "A", 5, ["10.20.0.15"])
+    public_zone, public_servers = create_zone(route53, service_zone_name)
+    upsert(route53, public_zone, f"www.{service_zone_name}", "A", 5, ["198.51.100.7"])
+    delegate(lab_account("parent").client("route53"), lab["LAB_PARENT_ZONE"], service_zone_name, public_servers, 5)
+
+    assert addresses(ask(lab["LAB_VPC_RESOLVER_NEW"], f"api.{private_name}", recursion=True)) == {"10.20.0.15"}
+    assert addresses(ask(lab["LAB_VPC_RESOLVER_NEW"], f"www.{service_zone_name}", recursion=True)) == {"198.51.100.7"}
+    # Private zones are not on the public servers, nor in the other account's VPCs.
+    assert ask(lab["LAB_DNS_NEW"], f"api.{private_name}").rcode() == dns.rcode.REFUSED
+    assert not addresses(ask(lab["LAB_VPC_RESOLVER_OLD"], f"api.{private_name}", recursion=True))

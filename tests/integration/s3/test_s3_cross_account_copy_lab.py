@@ -10,14 +10,6 @@ import textwrap
 import threading
 
 import pytest
-from ansible_collections.cutover.migration.plugins.module_utils.s3_copy import (
-    S3CopyError,
-    TargetBucketTaken,
-    build_options,
-)
-from ansible_collections.cutover.migration.plugins.module_utils.s3_copy_transfer import (
-    copy_bucket,
-)
 from s3_copy_lab import (
     COPY_SETTINGS,
     DESCRIBED_KEY,
@@ -31,6 +23,15 @@ from s3_copy_lab import (
     open_uploads,
     unique,
     write_dataset,
+)
+
+from ansible_collections.cutover.migration.plugins.module_utils.s3_copy import (
+    S3CopyError,
+    TargetBucketTaken,
+    build_options,
+)
+from ansible_collections.cutover.migration.plugins.module_utils.s3_copy_transfer import (
+    copy_bucket,
 )
 
 

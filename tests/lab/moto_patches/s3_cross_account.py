@@ -67,10 +67,7 @@ def _as_list(value: Any) -> list:
 def _principal_matches(element: Any, principals: set[str]) -> bool:
     if element == "*":
         return True
-    if isinstance(element, dict):
-        values = _as_list(element.get("AWS"))
-    else:
-        values = _as_list(element)
+    values = _as_list(element.get("AWS")) if isinstance(element, dict) else _as_list(element)
     return any(value == "*" or value in principals for value in values)
 
 
