@@ -156,8 +156,9 @@ def find_zone(calls: Route53Calls, *, zone: str | None = None, hosted_zone_id: s
         ids = ", ".join(bare_zone_id(item["Id"]) for item in matches)
         raise Route53ApiError(f"{side}.zone: {len(matches)} hosted zones are named {wanted} in the {side} account "
                               f"({ids}); set {side}.hosted_zone_id to the one to use", side=side, hosted_zone_ids=ids)
-    answer = calls("get_hosted_zone", Id=bare_zone_id(matches[0]["Id"]))
-    return _zone_from_answer(answer["HostedZone"], answer.get("DelegationSet"))
+    # ListHostedZonesByName already carries id, name, privacy and size; the name servers come
+    # from the apex NS record when the caller needs them, saving a GetHostedZone per run.
+    return _zone_from_answer(matches[0], None)
 
 
 def _zone_from_answer(hosted_zone: Mapping[str, Any], delegation_set: Mapping[str, Any] | None) -> Zone:
@@ -393,7 +394,8 @@ def clone_zone(source_session: Any, target_session: Any, params: Mapping[str, An
                                       comment=target_options.get("comment"),
                                       delegation_set_id=target_options.get("delegation_set_id"))
             created_zone = True
-            target_records = list_record_sets(target, target_zone.hosted_zone_id)
+            # A new zone holds only its apex NS and SOA, which the plan never touches.
+            target_records = []
         if any(copy.target_id is None for copy in copies):
             check_map = dict(_create_health_checks(target, copies))
         if created_zone or check_map != {copy.source_id: copy.target_id for copy in copies}:

@@ -106,7 +106,7 @@ def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: Bi
     if not HAS_REPLICATION:
         raise BinlogNotReady(f"strategy=binlog needs the mysql-replication package on the controller: "
                              f"{REPLICATION_IMPORT_ERROR}", side="source", option="strategy")
-    settings = {"host": source.host, "port": source.port, "user": source.user or "", "passwd": source.password or ""}
+    settings = {"host": source.host, "port": source.port, "user": source.user or "", "password": source.password or ""}
     ssl = {name: value for name, value in (("ca", source.ssl_ca), ("cert", source.ssl_cert),
                                            ("key", source.ssl_key)) if value}
     if ssl:

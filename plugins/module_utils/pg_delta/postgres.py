@@ -1,0 +1,561 @@
+# Copyright: cutover.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The PostgreSQL dialect: connections, catalog reads and every SQL text the core sends.
+
+Rows travel as COPY text (the server's own output, streamed from source to target without being
+re-typed in Python) and are compared by an MD5 of the row's record text, in which NULL is an
+empty field and '' is ``""``, so the two never hash alike. Key values come back as psycopg's
+Python values and go back as parameters; a key restored from the state table is a string, which
+psycopg sends untyped so the server casts it to the key column's type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..mysql_delta.chunking import Key, keys_predicate, range_predicate
+from ..mysql_delta.errors import ConnectionFailed, DeltaError, InvalidOptions
+from ..mysql_delta.schema import Column, TableSchema, choose_key
+from .options import SideOptions
+
+try:
+    import psycopg
+
+    HAS_PSYCOPG = True
+    PSYCOPG_IMPORT_ERROR: Exception | None = None
+except ImportError as exc:  # pragma: no cover - reported by the module as missing_required_lib
+    HAS_PSYCOPG = False
+    PSYCOPG_IMPORT_ERROR = exc
+
+KEY_BATCH = 1000
+# Session settings that make every value's text the same on both servers whatever their
+# postgresql.conf says: the text is what is hashed and what COPY carries.
+SESSION_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+    ("client_encoding", "UTF8"),
+    ("statement_timeout", "0"),
+)
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_table(name: str) -> str:
+    schema, _dot, table = name.partition(".")
+    return f"{quote(schema)}.{quote(table)}"
+
+
+def literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Server:
+    """One side's connection, speaking in whole statements."""
+
+    def __init__(self, options: SideOptions, autocommit: bool = True, role: str = "read"):
+        if not HAS_PSYCOPG:
+            raise ConnectionFailed(f"psycopg (3) is required on the controller: {PSYCOPG_IMPORT_ERROR}",
+                                   side=options.side)
+        self.options = options
+        self.side = options.side
+        self.database = options.database
+        self.writes = 0
+        self.warnings: list[str] = []
+        try:
+            self.connection = psycopg.connect(autocommit=True, **options.connection_arguments())
+        except psycopg.Error as exc:
+            raise ConnectionFailed(
+                f"cannot connect to the {options.describe()}: {str(exc).strip()}; check {options.side}.host/port/"
+                f"user/password/database (and sslmode/ssl_* if the server requires TLS)",
+                side=options.side, option="host") from exc
+        for name, value in SESSION_SETTINGS:
+            self.execute(f"SET {name} = {literal(value)}")
+        # The run's own sessions must work while the source is frozen with
+        # default_transaction_read_only (slot advance, publication); the setting is per session.
+        self.execute("SET default_transaction_read_only = off")
+        if role == "write":
+            try:
+                # Foreign keys and user triggers off for this session only, as pg_restore
+                # --disable-triggers does: chunks arrive in key order, not in dependency order.
+                self.execute("SET session_replication_role = replica")
+            except DeltaError:
+                self.warnings.append(f"{options.side}: cannot SET session_replication_role = replica (needs superuser "
+                                     "or rds_superuser); foreign keys are checked per chunk and may fail on tables "
+                                     "that reference each other")
+        self.connection.autocommit = autocommit
+
+    def close(self) -> None:
+        # Closing a connection the server already dropped is not an error worth reporting.
+        with contextlib.suppress(Exception):
+            self.connection.close()
+
+    def query(self, sql: str, parameters: Sequence | None = None) -> list[tuple]:
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, parameters if parameters else None)
+                return list(cursor.fetchall()) if cursor.description else []
+        except psycopg.Error as exc:
+            raise DeltaError(f"{self.side} server rejected a statement: {str(exc).strip()}", side=self.side,
+                             statement=_shorten(sql)) from exc
+
+    def execute(self, sql: str, parameters: Sequence | None = None) -> int:
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, parameters if parameters else None)
+                return int(cursor.rowcount or 0)
+        except psycopg.Error as exc:
+            raise DeltaError(f"{self.side} server rejected a statement: {str(exc).strip()}", side=self.side,
+                             statement=_shorten(sql)) from exc
+
+    def write(self, sql: str, parameters: Sequence | None = None) -> int:
+        self.writes += 1
+        return self.execute(sql, parameters)
+
+    def begin(self) -> None:
+        # psycopg opens the transaction on the first statement of a non-autocommit connection.
+        pass
+
+    def commit(self) -> None:
+        try:
+            self.connection.commit()
+        except psycopg.Error as exc:
+            raise DeltaError(f"{self.side} server could not commit: {str(exc).strip()}", side=self.side) from exc
+
+    def rollback(self) -> None:
+        # The connection may already be gone; the server then rolls back by itself.
+        with contextlib.suppress(Exception):
+            self.connection.rollback()
+
+    def setting(self, name: str) -> str:
+        return str(self.query("SELECT current_setting(%s)", [name])[0][0])
+
+    def version(self) -> int:
+        return int(self.setting("server_version_num"))
+
+
+def _shorten(sql: Any) -> str:
+    text = str(sql)
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+def base_tables(server: Server, schemas: Sequence[str]) -> list[str]:
+    """Ordinary and partitioned tables (partitions themselves are reached through their root)."""
+    rows = server.query(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s) ORDER BY 1", [list(schemas)])
+    return [row[0] for row in rows]
+
+
+def missing_schemas(server: Server, schemas: Sequence[str]) -> list[str]:
+    present = {row[0] for row in server.query("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)",
+                                              [list(schemas)])}
+    return [name for name in schemas if name not in present]
+
+
+_COLUMNS_SQL = """
+SELECT n.nspname || '.' || c.relname, a.attname, t.typname, format_type(a.atttypid, a.atttypmod),
+       NOT a.attnotnull, a.attgenerated <> '', a.attidentity <> '', t.typtype,
+       (SELECT string_agg(quote_literal(e.enumlabel), ',' ORDER BY e.enumsortorder) FROM pg_enum e
+         WHERE e.enumtypid = a.atttypid),
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+            THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_type t ON t.oid = a.atttypid
+ WHERE n.nspname || '.' || c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY 1, a.attnum
+"""
+
+_KEYS_SQL = """
+SELECT n.nspname || '.' || c.relname, i.indexrelid, i.indisprimary,
+       array_agg(a.attname ORDER BY k.ordinality), bool_or(a.attnotnull IS NOT TRUE)
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ordinality)
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE n.nspname || '.' || c.relname = ANY(%s) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+ GROUP BY 1, 2, 3
+"""
+
+
+def read_schemas(server: Server, tables: Sequence[str]) -> dict[str, TableSchema]:
+    """Shapes of ``tables`` that exist (missing ones are absent from the result)."""
+    if not tables:
+        return {}
+    columns: dict[str, list[Column]] = {}
+    for (table, name, type_name, declared, nullable, generated, identity, type_kind, labels,
+         collation) in server.query(_COLUMNS_SQL, [list(tables)]):
+        column_type = declared
+        if type_kind == "e":
+            # The labels, not just the type name: a label missing on the target fails the copy.
+            column_type = f"{declared} enum({labels or ''})"
+        if collation:
+            column_type = f"{column_type} collate {collation}"
+        columns.setdefault(table, []).append(Column(
+            name=name, data_type=type_name, column_type=column_type, nullable=bool(nullable),
+            generated=bool(generated), auto_increment=bool(identity), binary=type_name == "bytea"))
+    keys: dict[str, list[tuple[bool, tuple[str, ...]]]] = {}
+    for table, _index, primary, names, _nullable in server.query(_KEYS_SQL, [list(tables)]):
+        keys.setdefault(table, []).append((bool(primary), tuple(names)))
+    schemas = {}
+    for table, table_columns in columns.items():
+        found = keys.get(table, [])
+        primary = next((names for is_primary, names in found if is_primary), ())
+        unique = sorted({names for is_primary, names in found if not is_primary})
+        key, kind = choose_key(primary, unique, {c.name: c.nullable for c in table_columns})
+        schemas[table] = TableSchema(name=table, columns=tuple(table_columns), key=key, key_kind=kind,
+                                     unique_keys=tuple(sorted({names for _p, names in found})))
+    return schemas
+
+
+def database_collation(server: Server) -> str:
+    return str(server.query("SELECT datcollate FROM pg_database WHERE datname = current_database()")[0][0])
+
+
+# --- row text, hashes, ranges ------------------------------------------------------------------
+
+def key_list(schema: TableSchema) -> str:
+    return ", ".join(quote(name) for name in schema.key)
+
+
+def column_list(schema: TableSchema) -> str:
+    return ", ".join(quote(c.name) for c in schema.written_columns)
+
+
+def row_hash(schema: TableSchema) -> str:
+    # ROW(...)::text is the record's text: NULL is an empty field and '' is "", and a value
+    # holding a comma or parenthesis is quoted, so distinct rows have distinct text.
+    return f"md5(ROW({column_list(schema)})::text)"
+
+
+def where_range(schema: TableSchema, lower: Key | None, upper: Key | None) -> tuple[str, list]:
+    if schema.keyless:
+        return "TRUE", []
+    text, parameters = range_predicate(schema.key, quote, lower, upper)
+    return ("TRUE" if text == "1=1" else text), parameters
+
+
+def chunk_checksum_sql(schema: TableSchema, lower: Key | None, upper: Key | None) -> tuple[str, list]:
+    """Count and three order-independent sums over each row's MD5 (no bit_xor: it is 14+ only)."""
+    where, parameters = where_range(schema, lower, upper)
+    sql = ("SELECT count(*), "
+           "coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0), "
+           "coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0), "
+           "coalesce(sum(('x' || substr(h, 1, 8))::bit(32)::bigint), 0) "
+           f"FROM (SELECT {row_hash(schema)} AS h FROM {quote_table(schema.name)} WHERE {where}) AS chunk_rows")
+    return sql, parameters
+
+
+def chunk_upper_bound(server: Server, schema: TableSchema, lower: Key | None, rows: int) -> Key | None:
+    """The key ``rows`` rows after ``lower`` on this server, or None when fewer rows remain."""
+    where, parameters = where_range(schema, lower, None)
+    found = server.query(f"SELECT {key_list(schema)} FROM {quote_table(schema.name)} WHERE {where} "
+                         f"ORDER BY {key_list(schema)} LIMIT 1 OFFSET {int(rows) - 1}", parameters)
+    return tuple(found[0]) if found else None
+
+
+def row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None) -> dict[Key, str]:
+    where, parameters = where_range(schema, lower, upper)
+    rows = server.query(f"SELECT {key_list(schema)}, {row_hash(schema)} FROM {quote_table(schema.name)} "
+                        f"WHERE {where}", parameters)
+    width = len(schema.key)
+    return {tuple(row[:width]): row[width] for row in rows}
+
+
+def count_rows(server: Server, schema: TableSchema) -> int:
+    return int(server.query(f"SELECT count(*) FROM {quote_table(schema.name)}")[0][0])
+
+
+# --- writes (target) ------------------------------------------------------------------------
+
+def _source_selects(schema: TableSchema, lower: Key | None, upper: Key | None,
+                    keys: Sequence[Key] | None) -> Iterable[tuple[str, list]]:
+    head = f"SELECT {column_list(schema)} FROM {quote_table(schema.name)}"
+    if keys is None:
+        where, parameters = where_range(schema, lower, upper)
+        yield f"{head} WHERE {where}", parameters
+        return
+    for start in range(0, len(keys), KEY_BATCH):
+        yield keys_predicate_sql(head, schema, keys[start:start + KEY_BATCH])
+
+
+def keys_predicate_sql(head: str, schema: TableSchema, keys: Sequence[Key]) -> tuple[str, list]:
+    where, parameters = keys_predicate(schema.key, quote, keys)
+    return f"{head} WHERE {where}", parameters
+
+
+def copy_rows(source: Server, target: Server, schema: TableSchema, lower: Key | None = None,
+              upper: Key | None = None, keys: Sequence[Key] | None = None) -> int:
+    """Stream the source's rows (a key range, or exact keys) into the target with COPY; rows copied."""
+    if keys is not None and not keys:
+        return 0
+    target.writes += 1
+    copied = 0
+    try:
+        with target.connection.cursor() as writer:
+            with writer.copy(f"COPY {quote_table(schema.name)} ({column_list(schema)}) FROM STDIN") as into:
+                with source.connection.cursor() as reader:
+                    for select, parameters in _source_selects(schema, lower, upper, keys):
+                        with reader.copy(f"COPY ({select}) TO STDOUT", parameters or None) as out:
+                            for data in out:
+                                into.write(data)
+            copied = int(writer.rowcount or 0)
+    except psycopg.Error as exc:
+        raise DeltaError(f"copying rows of {schema.name} failed: {str(exc).strip()}", side="target",
+                         table=schema.name) from exc
+    return copied
+
+
+def delete_keys(server: Server, schema: TableSchema, keys: Sequence[Key]) -> int:
+    deleted = 0
+    for start in range(0, len(keys), KEY_BATCH):
+        where, parameters = keys_predicate(schema.key, quote, keys[start:start + KEY_BATCH])
+        deleted += server.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
+    return deleted
+
+
+def delete_range(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None) -> int:
+    where, parameters = where_range(schema, lower, upper)
+    return server.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
+
+
+# --- sequences -------------------------------------------------------------------------------
+
+_SEQUENCES_SQL = """
+SELECT DISTINCT tn.nspname || '.' || t.relname, a.attname, sn.nspname || '.' || s.relname
+  FROM pg_depend d
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_class t ON t.oid = d.refobjid
+  JOIN pg_namespace tn ON tn.oid = t.relnamespace
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+   AND tn.nspname || '.' || t.relname = ANY(%s)
+UNION
+SELECT DISTINCT tn.nspname || '.' || t.relname, a.attname, sn.nspname || '.' || s.relname
+  FROM pg_attrdef ad
+  JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+  JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_class t ON t.oid = ad.adrelid
+  JOIN pg_namespace tn ON tn.oid = t.relnamespace
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ad.adnum
+ WHERE tn.nspname || '.' || t.relname = ANY(%s)
+"""
+
+
+@dataclass(frozen=True)
+class SequenceState:
+    name: str
+    last_value: int
+    is_called: bool
+    increment: int
+    max_value: int
+
+    @property
+    def next_value(self) -> int:
+        """What ``nextval`` would return now."""
+        return self.last_value + self.increment if self.is_called else self.last_value
+
+
+def column_sequences(server: Server, tables: Sequence[str]) -> dict[tuple[str, str], str]:
+    """``{(table, column): sequence}`` for serial, identity and ``DEFAULT nextval(...)`` columns."""
+    if not tables:
+        return {}
+    found: dict[tuple[str, str], str] = {}
+    for table, column, sequence in server.query(_SEQUENCES_SQL, [list(tables), list(tables)]):
+        found.setdefault((table, column), sequence)
+    return found
+
+
+def sequence_state(server: Server, sequence: str) -> SequenceState:
+    last_value, is_called = server.query(f"SELECT last_value, is_called FROM {quote_table(sequence)}")[0]
+    increment, maximum = server.query(
+        "SELECT increment_by, max_value FROM pg_sequences WHERE schemaname || '.' || sequencename = %s",
+        [sequence])[0]
+    return SequenceState(sequence, int(last_value), bool(is_called), int(increment), int(maximum))
+
+
+def max_value(server: Server, table: str, column: str) -> int | None:
+    value = server.query(f"SELECT max({quote(column)}) FROM {quote_table(table)}")[0][0]
+    return None if value is None else int(value)
+
+
+def set_sequence_next(server: Server, sequence: str, next_value: int) -> None:
+    # is_called = false: the next nextval() returns exactly next_value (setval(s, v) with the
+    # default is_called = true would skip it and return v + increment).
+    server.write("SELECT setval(%s::regclass, %s, false)", [quote_table(sequence), int(next_value)])
+
+
+# --- freezing the source ----------------------------------------------------------------------
+
+def database_read_only(server: Server) -> bool:
+    rows = server.query(
+        "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE d.datname = current_database() AND s.setrole = 0")
+    settings = rows[0][0] if rows and rows[0][0] else []
+    return any(entry.lower() in ("default_transaction_read_only=on", "default_transaction_read_only=true")
+               for entry in settings)
+
+
+def freeze_database(server: Server) -> dict[str, Any]:
+    """Default new sessions to read-only, then end the sessions holding a write transaction."""
+    try:
+        server.execute(f"ALTER DATABASE {quote(server.database)} SET default_transaction_read_only = on")
+    except DeltaError as exc:
+        raise InvalidOptions(f"freeze_source=read_only: the source refused ALTER DATABASE ... SET "
+                             f"default_transaction_read_only ({exc}); connect as the database owner or a superuser, "
+                             "or freeze the application another way and use freeze_source=none",
+                             side="source", option="freeze_source") from exc
+    frozen_at = time.time()
+    terminated = [int(row[0]) for row in server.query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' AND backend_xid IS NOT NULL AND pg_terminate_backend(pid)")]
+    writable = [int(row[0]) for row in server.query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' AND backend_start < now() AND application_name <> %s",
+        ["cutover.postgresql_delta_apply"])]
+    return {"frozen_at": frozen_at, "terminated_pids": terminated, "sessions_opened_before_freeze": writable}
+
+
+# --- state table -----------------------------------------------------------------------------
+
+def state_table_exists(server: Server, schema: str, name: str) -> bool:
+    return bool(server.query("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE n.nspname = %s AND c.relname = %s", [schema, name]))
+
+
+def create_state_table(server: Server, schema: str, name: str) -> None:
+    table = f"{quote(schema)}.{quote(name)}"
+    server.write(f"CREATE TABLE IF NOT EXISTS {table} (table_name text NOT NULL, item text NOT NULL, "
+                 "value text NOT NULL, updated_at timestamptz NOT NULL, PRIMARY KEY (table_name, item))")
+    server.write(f"COMMENT ON TABLE {table} IS "
+                 "'cutover.migration.postgresql_delta_apply progress; safe to drop after the cutover'")
+
+
+def read_state(server: Server, schema: str, name: str) -> dict[tuple[str, str], str]:
+    if not state_table_exists(server, schema, name):
+        return {}
+    return {(t, i): v for t, i, v in server.query(f"SELECT table_name, item, value FROM {quote(schema)}.{quote(name)}")}
+
+
+def write_state(server: Server, schema: str, name: str, table: str, item: str, value: str) -> None:
+    server.write(f"INSERT INTO {quote(schema)}.{quote(name)} (table_name, item, value, updated_at) "
+                 "VALUES (%s, %s, %s, now()) ON CONFLICT (table_name, item) DO UPDATE SET value = EXCLUDED.value, "
+                 "updated_at = EXCLUDED.updated_at", [table, item, value])
+
+
+def delete_state(server: Server, schema: str, name: str, items: Sequence[str]) -> int:
+    if not state_table_exists(server, schema, name):
+        return 0
+    return server.write(f"DELETE FROM {quote(schema)}.{quote(name)} WHERE item = ANY(%s)", [list(items)])
+
+
+# --- logical decoding (source) ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SlotState:
+    name: str
+    plugin: str
+    database: str
+    active: bool
+    confirmed_flush_lsn: str | None
+    retained_wal_bytes: int | None
+
+
+def slot_state(server: Server, slot: str) -> SlotState | None:
+    rows = server.query(
+        "SELECT slot_name, plugin, database, active, confirmed_flush_lsn::text, "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s",
+        [slot])
+    if not rows:
+        return None
+    name, plugin, database, active, confirmed, retained = rows[0]
+    return SlotState(name, plugin or "", database or "", bool(active), confirmed,
+                     None if retained is None else int(retained))
+
+
+def current_lsn(server: Server) -> str:
+    return str(server.query("SELECT pg_current_wal_lsn()::text")[0][0])
+
+
+def lsn_number(lsn: str | None) -> int:
+    if not lsn:
+        return 0
+    high, _slash, low = lsn.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def lsn_text(number: int) -> str:
+    return f"{number >> 32:X}/{number & 0xFFFFFFFF:X}"
+
+
+def publication_tables(server: Server, publication: str) -> list[str] | None:
+    if not server.query("SELECT 1 FROM pg_publication WHERE pubname = %s", [publication]):
+        return None
+    rows = server.query("SELECT pr.prrelid::regclass::text, n.nspname || '.' || c.relname FROM pg_publication_rel pr "
+                        "JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = %s", [publication])
+    return sorted(row[1] for row in rows)
+
+
+def create_publication(server: Server, publication: str, tables: Sequence[str]) -> None:
+    names = ", ".join(quote_table(name) for name in tables)
+    options = " WITH (publish_via_partition_root = true)" if server.version() >= 130000 else ""
+    server.write(f"CREATE PUBLICATION {quote(publication)} FOR TABLE {names}{options}")
+
+
+def alter_publication(server: Server, publication: str, tables: Sequence[str]) -> None:
+    names = ", ".join(quote_table(name) for name in tables)
+    server.write(f"ALTER PUBLICATION {quote(publication)} SET TABLE {names}")
+
+
+def create_slot(server: Server, slot: str) -> str:
+    """Create the logical slot; returns its consistent point (changes after it are in the slot)."""
+    return str(server.query("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                            [slot])[0][0])
+
+
+def peek_changes(server: Server, slot: str, publication: str, upto_lsn: str, changes: int) -> list[tuple[str, bytes]]:
+    rows = server.query(
+        "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
+        "'proto_version', '1', 'publication_names', %s)", [slot, upto_lsn, int(changes), publication])
+    return [(lsn, bytes(data)) for lsn, data in rows]
+
+
+def advance_slot(server: Server, slot: str, lsn: str) -> None:
+    server.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", [slot, lsn])
+
+
+def drop_slot(server: Server, slot: str) -> bool:
+    if slot_state(server, slot) is None:
+        return False
+    server.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+    return True
+
+
+def drop_publication(server: Server, publication: str) -> bool:
+    if not server.query("SELECT 1 FROM pg_publication WHERE pubname = %s", [publication]):
+        return False
+    server.execute(f"DROP PUBLICATION {quote(publication)}")
+    return True
+
+
+def both(first: Server, second: Server, on_first: Any, on_second: Any, pool: ThreadPoolExecutor) -> tuple:
+    """The same question asked of two servers at the same moment."""
+    answer = pool.submit(on_second, second)
+    return on_first(first), answer.result()
