@@ -90,6 +90,57 @@ ACCOUNT_SUBOPTIONS = {
 # Module-specific keys of a side, per fragment: {fragment: {variant: (extra_source, extra_target) | extra_account}}.
 SIDE_EXTRAS: dict[str, dict] = {}
 
+# -- route53_zone_clone (source/target) and route53_records (account) --------------------------
+ROUTE53_HOSTED_ZONE_ID = {
+    "description": ["ID of the hosted zone (with or without C(/hostedzone/)); needed when two zones share a name."],
+    "type": "str",
+}
+
+ROUTE53_SOURCE_EXTRA = {
+    "zone": {"description": ["Name of the source hosted zone. One of I(zone) or I(hosted_zone_id) is required."],
+             "type": "str"},
+    "hosted_zone_id": ROUTE53_HOSTED_ZONE_ID,
+    "private_zone": {
+        "description": ["Pick the private (true) or public (false) zone of that name when both exist."],
+        "type": "bool",
+    },
+}
+
+ROUTE53_TARGET_EXTRA = {
+    "zone": {
+        "description": [
+            "Name of the target hosted zone; defaults to the source zone's name.",
+            "It is created when the target account has no such zone.",
+            "A different name is accepted only if every copied record set fits under it.",
+        ],
+        "type": "str",
+    },
+    "hosted_zone_id": {"description": ["ID of an existing target zone to copy into."], "type": "str"},
+    "private_zone": {
+        "description": ["Whether the target zone is private. Defaults to what the source zone is."],
+        "type": "bool",
+    },
+    "vpcs": {
+        "description": ["VPCs to associate a new private target zone with (the first at creation, the others after)."],
+        "type": "list",
+        "elements": "dict",
+        "suboptions": {
+            "id": {"description": ["VPC ID."], "type": "str", "required": True},
+            "region": {"description": ["Region of the VPC."], "type": "str", "required": True},
+        },
+    },
+    "comment": {"description": ["Comment of a newly created target zone."], "type": "str"},
+    "delegation_set_id": {
+        "description": ["Reusable delegation set for a newly created target zone (same name servers for many zones)."],
+        "type": "str",
+    },
+}
+
+SIDE_EXTRAS["route53_sides"] = {
+    "summary": "source/target of route53_zone_clone (DOCUMENTATION) and account of route53_records (ACCOUNT).",
+    "variants": {"DOCUMENTATION": (ROUTE53_SOURCE_EXTRA, ROUTE53_TARGET_EXTRA), "ACCOUNT": {}},
+}
+
 
 def side(description: list[str], extra: dict | None) -> dict:
     suboptions = copy.deepcopy(ACCOUNT_SUBOPTIONS)

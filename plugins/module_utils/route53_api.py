@@ -236,8 +236,10 @@ def apply_changes(calls: Route53Calls, hosted_zone_id: str, changes: Sequence[Ch
             "Comment": f"{comment} ({number}/{len(batches)})"[:256],
             "Changes": [change.to_api() for change in batch]})
         change_ids.append(answer["ChangeInfo"]["Id"])
-    if wait:
-        wait_in_sync(calls, change_ids, wait_timeout)
+    if wait and change_ids:
+        # Route53 applies a zone's changes in order (hence PriorRequestNotComplete), so the
+        # last batch in sync means all are.
+        wait_in_sync(calls, change_ids[-1:], wait_timeout)
     return len(batches)
 
 

@@ -72,6 +72,10 @@ class ServerSideDenied(Exception):
     pass
 
 
+class TargetForbidden(Exception):
+    """The target bucket name exists but the target identity may not list it."""
+
+
 def error_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
@@ -233,23 +237,44 @@ class BucketCopy:
 
     # ---- reading state -------------------------------------------------------------------------
 
-    def target_bucket_exists(self, allow_create_probe: bool) -> bool:
-        bucket = self.options.target_bucket
+    def read_target(self) -> tuple[bool, list[ObjectState]]:
+        """Whether the target bucket exists, and its objects below the prefix (one listing, no HeadBucket)."""
+        options = self.options
         try:
-            self.target.head_bucket(Bucket=bucket)
-            return True
+            return True, list_objects(self.target, options.target_bucket, options.target_prefix)
         except ClientError as exc:
             code = error_code(exc)
-            if code in ("404", "NoSuchBucket", "NotFound"):
-                return False
-            if code not in ACCESS_DENIED_CODES:
-                raise S3CopyError(f"target.bucket: could not read s3://{bucket}: {describe(exc)}", side="target",
-                                  option="bucket", aws_error_code=code) from exc
-        # 403: the name exists, and either another account owns it or the target identity may not
-        # list it. CreateBucket tells the two apart without changing anything in either case.
-        if not allow_create_probe:
-            raise self.taken_error("exists but the target identity may not access it (HeadBucket: 403)")
-        return self.create_target_bucket(probe=True)
+            if code in ("NoSuchBucket", "404"):
+                return False, []
+            if code in ACCESS_DENIED_CODES:
+                raise TargetForbidden(describe(exc)) from exc
+            raise S3CopyError(f"target.bucket: listing s3://{options.target_bucket} failed: {describe(exc)}",
+                              side="target", option="bucket", aws_error_code=code) from exc
+
+    def list_leftover_uploads(self) -> list[tuple[str, str]]:
+        """(key, upload id) of incomplete multipart uploads for keys this run selects.
+
+        Only keys this run selects (prefix, include/exclude, shard) are considered, so parallel
+        shards never abort each other's uploads.
+        """
+        options = self.options
+        uploads = []
+        try:
+            for page in self.target.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=options.target_bucket, Prefix=options.target_prefix):
+                for upload in page.get("Uploads", []):
+                    key = upload["Key"]
+                    if key.startswith(options.target_prefix) and options.selects(key[len(options.target_prefix):]):
+                        uploads.append((key, upload["UploadId"]))
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in ("NoSuchBucket", "404") or code in ACCESS_DENIED_CODES:
+                return []  # a missing bucket has none; a forbidden one fails in read_target
+            raise S3CopyError(f"target.bucket: could not list incomplete multipart uploads in "
+                              f"s3://{options.target_bucket}: {describe(exc)}; grant the target identity "
+                              "s3:ListBucketMultipartUploads", side="target", option="bucket",
+                              aws_error_code=code) from exc
+        return uploads
 
     def taken_error(self, detail: str) -> TargetBucketTaken:
         bucket = self.options.target_bucket
@@ -315,30 +340,41 @@ class BucketCopy:
         with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(keys))) as pool:
             return dict(pool.map(read, keys))
 
-    def read_plan(self, bucket_exists: bool) -> CopyPlan:
-        with ThreadPoolExecutor(max_workers=2) as pool:
+    def read_state(self, check_mode: bool) -> tuple[CopyPlan, list[tuple[str, str]]]:
+        """List source, target and leftover uploads concurrently, then plan."""
+        with ThreadPoolExecutor(max_workers=3) as pool:
             source_listing = pool.submit(self.list_side, "source")
-            target_listing = pool.submit(self.list_side, "target") if bucket_exists else None
+            target_listing = pool.submit(self.read_target)
+            upload_listing = pool.submit(self.list_leftover_uploads)
+            try:
+                bucket_exists, target_objects = target_listing.result()
+            except TargetForbidden as exc:
+                # The name exists, and either another account owns it or the target identity may
+                # not list it. CreateBucket tells the two apart and changes nothing in either case.
+                if check_mode:
+                    raise self.taken_error(f"exists but the target identity may not list it ({exc})") from exc
+                self.create_target_bucket(probe=True)
+                raise self.taken_error(f"exists but the target identity may not list it ({exc})") from exc
             source_objects = source_listing.result()
-            target_objects = target_listing.result() if target_listing else []
+            leftover_uploads = upload_listing.result()
+        if not bucket_exists and not self.options.create_bucket:
+            raise S3CopyError(f"target.bucket: s3://{self.options.target_bucket} does not exist and "
+                              "target.create_bucket is false; create it or set target.create_bucket: true",
+                              side="target", option="create_bucket")
         plan = plan_copy(self.options, source_objects, target_objects, bucket_exists=bucket_exists)
         if plan.needs_source_etag:
             recorded = self.recorded_source_etags(plan.needs_source_etag)
             plan = plan_copy(self.options, source_objects, target_objects, recorded, bucket_exists=bucket_exists)
-        return plan
+        return plan, leftover_uploads
 
     # ---- the run -------------------------------------------------------------------------------
 
     def run(self, check_mode: bool = False) -> CopyResult:
         started = self.clock()
-        bucket_exists = self.target_bucket_exists(allow_create_probe=not check_mode)
-        if not bucket_exists and not self.options.create_bucket:
-            raise S3CopyError(f"target.bucket: s3://{self.options.target_bucket} does not exist and "
-                              "target.create_bucket is false; create it or set target.create_bucket: true",
-                              side="target", option="create_bucket")
-        plan = self.plan = self.read_plan(bucket_exists)
-        result = CopyResult(changed=plan.changes, source_count=plan.source_count, skipped=len(plan.skipped),
-                            plan=plan.summary())
+        plan, leftover_uploads = self.read_state(check_mode)
+        self.plan = plan
+        result = CopyResult(changed=plan.changes or bool(leftover_uploads), source_count=plan.source_count,
+                            skipped=len(plan.skipped), plan=dict(plan.summary(), abort_uploads=len(leftover_uploads)))
         if check_mode:
             result.copied = len(plan.copies)
             result.deleted = len(plan.deletes)
@@ -346,12 +382,12 @@ class BucketCopy:
             result.requests = self.request_counts()
             return result
 
-        if not bucket_exists:
+        if plan.create_bucket:
             self.create_target_bucket()
             result.bucket_created = True
         if plan.copies:
             self.acl = self.acl_for_target()
-        result.aborted_uploads = self.abort_leftover_uploads()
+        result.aborted_uploads = self.abort_uploads(leftover_uploads)
 
         self.progress = Progress(self.options.progress_file, len(plan.copies), plan.bytes_to_copy, self.clock)
         outcomes = self.copy_all(plan.copies)
@@ -399,38 +435,21 @@ class BucketCopy:
             return None  # ACLs are disabled; the bucket owner owns every object anyway
         return "bucket-owner-full-control"
 
-    def abort_leftover_uploads(self) -> int:
-        """Abort incomplete multipart uploads a crashed earlier run left for keys of this run.
-
-        Only keys this run selects (prefix, include/exclude, shard) are touched, so parallel shards
-        do not abort each other's uploads.
-        """
-        options = self.options
-        paginator = self.target.get_paginator("list_multipart_uploads")
+    def abort_uploads(self, uploads: Iterable[tuple[str, str]]) -> int:
+        """Abort the incomplete multipart uploads an interrupted earlier run left."""
         aborted = 0
-        try:
-            pages = list(paginator.paginate(Bucket=options.target_bucket, Prefix=options.target_prefix))
-        except ClientError as exc:
-            raise S3CopyError(f"target.bucket: could not list incomplete multipart uploads in "
-                              f"s3://{options.target_bucket}: {describe(exc)}; grant the target identity "
-                              "s3:ListBucketMultipartUploads", side="target", option="bucket",
-                              aws_error_code=error_code(exc)) from exc
-        for page in pages:
-            for upload in page.get("Uploads", []):
-                key = upload["Key"]
-                if not key.startswith(options.target_prefix) or not options.selects(key[len(options.target_prefix):]):
-                    continue
-                try:
-                    self.target.abort_multipart_upload(Bucket=options.target_bucket, Key=key,
-                                                       UploadId=upload["UploadId"])
-                    aborted += 1
-                except ClientError as exc:
-                    if error_code(exc) != "NoSuchUpload":
-                        raise
+        for key, upload_id in uploads:
+            try:
+                self.target.abort_multipart_upload(Bucket=self.options.target_bucket, Key=key, UploadId=upload_id)
+                aborted += 1
+            except ClientError as exc:
+                if error_code(exc) != "NoSuchUpload":
+                    raise
         return aborted
 
     def copy_all(self, copies: Iterable[ObjectCopy]) -> list[ObjectOutcome]:
-        copies = list(copies)
+        # Largest first: the long copies start early instead of finishing last, alone.
+        copies = sorted(copies, key=lambda item: (-item.source.size, item.relative_key))
         if not copies:
             return []
         workers = min(self.options.concurrency, len(copies))
@@ -452,8 +471,8 @@ class BucketCopy:
                     if options.method == "server_side":
                         raise ObjectFailed(
                             f"the target identity may not read s3://{options.source_bucket}/"
-                            f"{options.source_prefix}{item.relative_key} ({exc}); grant it s3:GetObject in the source "
-                            "bucket policy, or use method: stream") from exc
+                            f"{options.source_prefix}{item.relative_key} ({exc}); grant it s3:GetObject (and "
+                            "s3:GetObjectTagging, to keep tags) in the source bucket policy, or use method: stream") from exc
             self.copy_stream(item, attributes)
             return self.done(item, "stream")
         except ObjectFailed as exc:
@@ -509,20 +528,27 @@ class BucketCopy:
         metadata.pop(SOURCE_ETAG_METADATA, None)
         metadata[SOURCE_ETAG_METADATA] = normalise_etag(source.etag)
         attributes["Metadata"] = metadata
-        tagging = ""
-        # GetObject reports how many tags there are (no header: none); HeadObject does not, so ask then.
-        tags_unknown = not from_get_object and response.get("TagCount") is None
-        if "tags" in wanted and (tags_unknown or response.get("TagCount")):
-            tags = with_retries(lambda: self.source.get_object_tagging(Bucket=self.options.source_bucket,
-                                                                       Key=key))["TagSet"]
-            tagging = encode_tags(tags)
-        attributes["Tagging"] = tagging
+        # GetObject says how many tags there are (no header: none). HeadObject does not: leave the
+        # tags unknown (None) until a write needs them, since a server-side CopyObject copies them itself.
+        if "tags" not in wanted or (from_get_object and not response.get("TagCount")):
+            attributes["Tagging"] = ""
+        else:
+            attributes["Tagging"] = None
         return attributes
 
-    def write_arguments(self, attributes: dict[str, Any], multipart: bool = False) -> dict[str, Any]:
+    def tagging(self, source: ObjectState, attributes: dict[str, Any]) -> str:
+        """The source object's tags, URL-encoded for a write (read as the source identity once)."""
+        if attributes.get("Tagging") is None:
+            key = self.options.source_prefix + source.relative_key
+            tags = with_retries(lambda: self.source.get_object_tagging(Bucket=self.options.source_bucket,
+                                                                       Key=key))["TagSet"]
+            attributes["Tagging"] = encode_tags(tags)
+        return str(attributes["Tagging"])
+
+    def write_arguments(self, attributes: dict[str, Any], tagging: str = "") -> dict[str, Any]:
         arguments = {name: value for name, value in attributes.items() if name != "Tagging"}
-        if attributes.get("Tagging") or not multipart:
-            arguments["Tagging"] = attributes.get("Tagging", "")
+        if tagging:
+            arguments["Tagging"] = tagging
         if self.acl:
             arguments["ACL"] = self.acl
         if self.options.kms_key_id:
@@ -540,11 +566,15 @@ class BucketCopy:
         try:
             if not uses_multipart(item.source.size, options, "server_side"):
                 arguments = self.write_arguments(attributes)
-                if not arguments.get("Tagging"):
-                    arguments.pop("Tagging", None)
+                # COPY has S3 copy the tags (the target identity needs s3:GetObjectTagging on the
+                # source, like s3:GetObject); it saves a GetObjectTagging call per object.
+                if attributes.get("Tagging") is None:
+                    arguments["TaggingDirective"] = "COPY"
+                else:
+                    arguments.update(TaggingDirective="REPLACE", Tagging=attributes["Tagging"])
                 with_retries(lambda: self.target.copy_object(
                     Bucket=options.target_bucket, Key=target_key, CopySource=source, CopySourceIfMatch=etag,
-                    MetadataDirective="REPLACE", TaggingDirective="REPLACE", **arguments))
+                    MetadataDirective="REPLACE", **arguments))
                 if self.progress:
                     self.progress.add_bytes(item.source.size)
                 return
@@ -581,9 +611,7 @@ class BucketCopy:
                         raise ObjectFailed(f"s3://{bucket}/{key}: read {len(body)} bytes, listed {item.source.size}")
                     if attributes is None:
                         attributes = self.source_attributes(item.source, response=answer)
-                    arguments = self.write_arguments(attributes)
-                    if not arguments.get("Tagging"):
-                        arguments.pop("Tagging", None)
+                    arguments = self.write_arguments(attributes, self.tagging(item.source, attributes))
                     with_retries(lambda: self.target.put_object(Bucket=options.target_bucket, Key=target_key,
                                                                 Body=body, **arguments))
                 if self.progress:
@@ -620,7 +648,8 @@ class BucketCopy:
         options = self.options
         target_key = options.target_key(item.relative_key)
         upload_id = with_retries(lambda: self.target.create_multipart_upload(
-            Bucket=options.target_bucket, Key=target_key, **self.write_arguments(attributes, multipart=True)))["UploadId"]
+            Bucket=options.target_bucket, Key=target_key,
+            **self.write_arguments(attributes, self.tagging(item.source, attributes))))["UploadId"]
         futures: list[Future] = []
         try:
             for number, first, last in part_ranges(item.source.size, options.part_size):

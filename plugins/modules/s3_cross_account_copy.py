@@ -107,8 +107,9 @@ options:
 notes:
   - Supports check mode (returns the plan - counts and bytes to copy, skip and delete - and writes nothing) and diff mode
     (the keys that would be copied or deleted).
-  - "Server-side copy needs, on the source bucket policy: C(s3:GetObject) on C(arn:aws:s3:::<source>/*) for the target
-    identity; see docs/s3_cross_account_copy.md for the full least-privilege policies and SSE-KMS key policy notes."
+  - "Server-side copy needs, on the source bucket policy: C(s3:GetObject) and C(s3:GetObjectTagging) on
+    C(arn:aws:s3:::<source>/*) for the target identity; see docs/s3_cross_account_copy.md for the full least-privilege
+    policies and SSE-KMS key policy notes."
   - Stream mode moves every byte through the host running the task, in and out.
 seealso:
   - name: S3 Batch Operations
@@ -238,6 +239,9 @@ plan:
       type: int
     bytes_to_skip:
       description: Bytes already copied.
+      type: int
+    abort_uploads:
+      description: Incomplete multipart uploads left by an interrupted earlier run, to abort.
       type: int
 bucket_created:
   description: Whether the target bucket was created by this run.

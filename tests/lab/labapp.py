@@ -36,6 +36,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,24 +47,40 @@ import lab_config  # noqa: E402
 # statements and versions, 1836 (ER_READ_ONLY_MODE).
 READ_ONLY_ERRORS = {1290, 1836}
 START_TIMEOUT_S = 20.0
-DNS_TIMEOUT_S = 3.0
+# A stub resolver gives up after about this long too (glibc: 5 s per try); the lab's first lookup
+# through a fresh delegation can take seconds on a loaded machine.
+DNS_TIMEOUT_S = 8.0
+# RFC 8767's client response timer is 1.8 s: past it, a client holding an expired answer uses it.
+STALE_REFRESH_TIMEOUT_S = 1.8
+MAX_STALE_S = 60.0
+FAILURE_HOLD_S = 1.0
 API_TIMEOUT_S = 3.0
 POOL_SIZE = 16
 
 
 # -- names -------------------------------------------------------------------------------
 class NameUnresolvable(Exception):
-    pass
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class CachingResolver:
-    """A name -> IPv4 address cache that honours each answer's TTL, shared by all request threads."""
+    """A name -> IPv4 address cache that honours each answer's TTL, shared by all request threads.
+
+    One lookup at a time per cache (the others wait for its answer, as the threads of one client
+    process would). When a refresh times out or the resolver fails (SERVFAIL), the expired answer
+    is used for a while (serve-stale, RFC 8767), never after NXDOMAIN or an empty answer: a busy
+    lab resolver must not count as an outage, a record that is really gone must.
+    """
 
     def __init__(self, resolver_address: str | None) -> None:
         self.resolver_address = resolver_address or None
         self._answers: dict[str, tuple[str, float]] = {}
+        self._failures: dict[str, tuple[NameUnresolvable, float]] = {}
         self._lock = threading.Lock()
         self.lookups = 0
+        self.stale_answers = 0
 
     def address(self, name: str) -> str:
         name = name.rstrip(".")
@@ -73,14 +90,29 @@ class CachingResolver:
         except ValueError:
             pass
         with self._lock:
+            now = time.time()
             cached = self._answers.get(name)
-            if cached and time.time() < cached[1]:
+            if cached and now < cached[1]:
                 return cached[0]
-            address, expires_at = self._ask(name)
-            self._answers[name] = (address, expires_at)
-            return address
+            stale = cached[0] if cached and now - cached[1] < MAX_STALE_S else None
+            failure = self._failures.get(name)
+            if failure is None or now >= failure[1]:
+                try:
+                    address, expires_at = self._ask(name, STALE_REFRESH_TIMEOUT_S if stale else DNS_TIMEOUT_S)
+                except NameUnresolvable as error:
+                    # Threads queued behind a failed lookup share its outcome instead of each waiting again.
+                    failure = (error, time.time() + FAILURE_HOLD_S)
+                    self._failures[name] = failure
+                else:
+                    self._failures.pop(name, None)
+                    self._answers[name] = (address, expires_at)
+                    return address
+            if stale and failure[0].transient:
+                self.stale_answers += 1
+                return stale
+            raise failure[0]
 
-    def _ask(self, name: str) -> tuple[str, float]:
+    def _ask(self, name: str, lifetime: float) -> tuple[str, float]:
         self.lookups += 1
         if not self.resolver_address:
             try:
@@ -93,13 +125,17 @@ class CachingResolver:
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [self.resolver_address]
         resolver.cache = None
-        resolver.lifetime = DNS_TIMEOUT_S
+        resolver.lifetime = lifetime
         try:
             answer = resolver.resolve(name + ".", "A", search=False)
-        except dns.exception.DNSException as error:
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer) as error:
             raise NameUnresolvable(f"{name} via {self.resolver_address}: {error.__class__.__name__}") from error
+        except dns.exception.DNSException as error:
+            raise NameUnresolvable(f"{name} via {self.resolver_address}: {error.__class__.__name__}",
+                                   transient=True) from error
         addresses = sorted(rdata.address for rdata in answer)
-        return addresses[0], time.time() + answer.rrset.ttl
+        ttl = answer.rrset.ttl if answer.rrset is not None else 0
+        return addresses[0], time.time() + ttl
 
 
 # -- database ----------------------------------------------------------------------------
@@ -119,7 +155,7 @@ class ConnectionPool:
     def __init__(self, resolver: CachingResolver, host: str, port: int, user: str, password: str, database: str) -> None:
         self.resolver = resolver
         self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
-        self._idle: list[tuple[str, object]] = []
+        self._idle: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
 
     def _take(self, address: str):
@@ -349,6 +385,15 @@ def running_pid(pid_file: Path) -> int | None:
         pid = int(pid_file.read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
+        return None
+    try:
+        # A stopped instance stays a zombie until init reaps it (seconds, on some machines), and a
+        # recycled pid may belong to anything: only a live labapp counts as running.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # no /proc: trust the signal check
+    if stat.rpartition(")")[2].split()[0] == "Z" or b"labapp" not in cmdline:
         return None
     return pid
 

@@ -43,7 +43,6 @@ SETTINGS = {
     # A lab server holds throw-away data: durability is traded for speed, on both sides alike,
     # so benchmarks compare tools, not disk flushes.
     "fsync": "off",
-    "synchronous_commit": "off",
     "full_page_writes": "off",
     "logging_collector": "off",
     "log_min_messages": "warning",

@@ -146,7 +146,7 @@ def run(options: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     counts = {f"{kind}:{status}": count for (kind, status), count in sorted(recorder.counts.items(), key=str)}
     print(json.dumps({"requests": sent, "seconds": round(elapsed, 2), "rate": round(sent / elapsed, 1) if elapsed else 0,
-                      "resolver_lookups": resolver.lookups, "counts": counts, "out": str(options.out)}))
+                      "resolver_lookups": resolver.lookups, "stale_answers": resolver.stale_answers, "counts": counts, "out": str(options.out)}))
     return 0
 
 

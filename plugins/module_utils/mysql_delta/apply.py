@@ -42,6 +42,8 @@ from .state import (
 # sequential scan) instead of by key lists (many index lookups).
 RANGE_READ_SHARE = 0.3
 WATERMARK_BATCH_ROWS = 5000
+# Keys read from the binary log before they are applied (about 100 bytes each).
+MAX_KEYS_IN_MEMORY = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -385,16 +387,26 @@ def sync_by_binlog(run: Run, tables: list[str], source: sql.Server, target: sql.
     schemas = {name: run.schemas[name] for name in streamed}
     last = start
     with TablePair(run) as pair:
-        for batch in read_changes(run.options.source, schemas, start, end, streamed, sql.is_mariadb(source)):
-            for name, changes in batch.tables.items():
-                counts = run.counts[name]
-                counts.rows_inserted += changes.inserted
-                counts.rows_updated += changes.updated
-                counts.rows_deleted += changes.deleted
-                counts.copied_whole = counts.copied_whole or changes.whole_table
-            if batch.tables and not run.check_mode:
-                apply_batch(pair, batch, streamed)
-            last = batch.end
+        while last.order() < end.order():
+            # The stream is drained before anything is applied: a replica connection left waiting
+            # while batches are written gets dropped by the server, and the library's reconnect then
+            # re-reads events from an earlier position.
+            batches = read_changes(run.options.source, schemas, last, end, streamed, sql.is_mariadb(source),
+                                   max_keys=MAX_KEYS_IN_MEMORY)
+            if not batches:
+                break
+            for batch in batches:
+                for name, changes in batch.tables.items():
+                    counts = run.counts[name]
+                    counts.rows_inserted += changes.inserted
+                    counts.rows_updated += changes.updated
+                    counts.rows_deleted += changes.deleted
+                    counts.copied_whole = counts.copied_whole or changes.whole_table
+                if batch.tables and not run.check_mode:
+                    apply_batch(pair, batch, streamed)
+                last = batch.end
+            if batches[-1].end == batches[0].end and not batches[-1].tables:
+                break
     return last
 
 

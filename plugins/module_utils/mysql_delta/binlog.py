@@ -12,7 +12,6 @@ position is stored in the same target transaction as the rows, so it is not repl
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import BinlogNotReady
@@ -97,11 +96,13 @@ def _plain(value):
 
 
 def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: BinlogPosition,
-                 end: BinlogPosition, skip_until: dict[str, BinlogPosition], mariadb: bool) -> Iterator[ChangeBatch]:
+                 end: BinlogPosition, skip_until: dict[str, BinlogPosition], mariadb: bool,
+                 max_keys: int = 1_000_000) -> list[ChangeBatch]:
     """Batches of keys touched between ``start`` and ``end``, cut only at transaction ends.
 
     ``skip_until`` holds, per table, the position the table is already consistent with (a table
-    loaded later than another has a later position; its older events are skipped).
+    loaded later than another has a later position; its older events are skipped). Stops early,
+    at a transaction end, once ``max_keys`` keys are held; the caller continues from the last end.
     """
     if not HAS_REPLICATION:
         raise BinlogNotReady(f"strategy=binlog needs the mysql-replication package on the controller: "
@@ -129,6 +130,8 @@ def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: Bi
         # charset metadata that binlog_row_metadata=FULL adds, and must not stop the stream.
         ignore_decode_errors=True,
     )
+    batches: list[ChangeBatch] = []
+    held = 0
     batch: dict[str, TableChanges] = {}
     pending = 0
     gtid = start.gtid
@@ -179,14 +182,16 @@ def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: Bi
             if committed:
                 last_committed = BinlogPosition(file=position.file, position=position.position, gtid=gtid)
                 if pending >= BATCH_KEYS:
-                    yield ChangeBatch(tables=batch, end=last_committed)
+                    batches.append(ChangeBatch(tables=batch, end=last_committed))
+                    held += pending
                     batch, pending = {}, 0
-                if last_committed.order() >= end.order():
+                if last_committed.order() >= end.order() or held >= max_keys:
                     break
     finally:
         stream.close()
     if batch or last_committed != start:
-        yield ChangeBatch(tables=batch, end=last_committed)
+        batches.append(ChangeBatch(tables=batch, end=last_committed))
+    return batches
 
 
 def _check_width(event, values: dict, schema: TableSchema) -> None:

@@ -172,7 +172,7 @@ class Decoder:
     def _touch(self, relation: Relation | None, values: list[str | None], counter: str | None) -> None:
         if relation is None:
             return
-        by_name = dict(zip(relation.columns, values))
+        by_name = dict(zip(relation.columns, values))  # noqa: B905 - strict= is 3.10+; modules import on 3.9
         key = tuple(by_name.get(name) for name in self.keys[relation.table])
         changes = self._transaction().changes(relation.table)
         changes.touch(key)

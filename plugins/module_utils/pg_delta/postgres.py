@@ -250,12 +250,13 @@ def where_range(schema: TableSchema, lower: Key | None, upper: Key | None) -> tu
 
 
 def chunk_checksum_sql(schema: TableSchema, lower: Key | None, upper: Key | None) -> tuple[str, list]:
-    """Count and three order-independent sums over each row's MD5 (no bit_xor: it is 14+ only)."""
+    """Count and two order-independent sums over the halves of each row's MD5 (sum, not bit_xor:
+    bit_xor is 14+ only, and a sum keeps two identical rows of a keyless table from cancelling
+    out; sum(bigint) is exact, accumulated in 128 bits)."""
     where, parameters = where_range(schema, lower, upper)
     sql = ("SELECT count(*), "
-           "coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0), "
-           "coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0), "
-           "coalesce(sum(('x' || substr(h, 1, 8))::bit(32)::bigint), 0) "
+           "coalesce(sum(('x' || left(h, 16))::bit(64)::bigint), 0), "
+           "coalesce(sum(('x' || right(h, 16))::bit(64)::bigint), 0), 0 "
            f"FROM (SELECT {row_hash(schema)} AS h FROM {quote_table(schema.name)} WHERE {where}) AS chunk_rows")
     return sql, parameters
 
@@ -274,6 +275,10 @@ def row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Ke
                         f"WHERE {where}", parameters)
     width = len(schema.key)
     return {tuple(row[:width]): row[width] for row in rows}
+
+
+def is_empty(server: Server, schema: TableSchema) -> bool:
+    return not server.query(f"SELECT 1 FROM {quote_table(schema.name)} LIMIT 1")
 
 
 def count_rows(server: Server, schema: TableSchema) -> int:
@@ -306,13 +311,13 @@ def copy_rows(source: Server, target: Server, schema: TableSchema, lower: Key | 
     target.writes += 1
     copied = 0
     try:
-        with target.connection.cursor() as writer:
-            with writer.copy(f"COPY {quote_table(schema.name)} ({column_list(schema)}) FROM STDIN") as into:
-                with source.connection.cursor() as reader:
-                    for select, parameters in _source_selects(schema, lower, upper, keys):
-                        with reader.copy(f"COPY ({select}) TO STDOUT", parameters or None) as out:
-                            for data in out:
-                                into.write(data)
+        into_table = f"COPY {quote_table(schema.name)} ({column_list(schema)}) FROM STDIN"
+        with target.connection.cursor() as writer, source.connection.cursor() as reader:
+            with writer.copy(into_table) as into:
+                for select, parameters in _source_selects(schema, lower, upper, keys):
+                    with reader.copy(f"COPY ({select}) TO STDOUT", parameters or None) as out:
+                        for data in out:
+                            into.write(data)
             copied = int(writer.rowcount or 0)
     except psycopg.Error as exc:
         raise DeltaError(f"copying rows of {schema.name} failed: {str(exc).strip()}", side="target",
@@ -489,8 +494,17 @@ def slot_state(server: Server, slot: str) -> SlotState | None:
                      None if retained is None else int(retained))
 
 
-def current_lsn(server: Server) -> str:
-    return str(server.query("SELECT pg_current_wal_lsn()::text")[0][0])
+def current_lsn(server: Server, wait_s: float = 10.0) -> str:
+    """Where the source's WAL ends now, once it is flushed: logical decoding reads flushed WAL
+    only, and a commit made with synchronous_commit=off reaches disk up to 3 x wal_writer_delay
+    later (0.6 s by default)."""
+    end = str(server.query("SELECT pg_current_wal_insert_lsn()::text")[0][0])
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if server.query("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [end])[0][0]:
+            break
+        time.sleep(0.05)
+    return end
 
 
 def lsn_number(lsn: str | None) -> int:

@@ -91,3 +91,15 @@ def test_copy_source_if_match_is_enforced(s3_lab, bucket):
 
 def test_a_name_taken_by_another_account_is_bucket_already_exists(s3_lab, bucket):
     assert error_code(lambda: s3_lab.target_s3.create_bucket(Bucket=bucket)) == "BucketAlreadyExists"
+
+
+def test_copy_object_keeps_the_source_tags_across_accounts(s3_lab, bucket):
+    s3_lab.source_s3.put_object_tagging(Bucket=bucket, Key="models/weights.bin",
+                                        Tagging={"TagSet": [{"Key": "tier", "Value": "hot"}]})
+    policy(s3_lab, bucket, {"Effect": "Allow", "Principal": {"AWS": s3_lab.new_account},
+                            "Action": ["s3:GetObject", "s3:GetObjectTagging"], "Resource": f"arn:aws:s3:::{bucket}/*"})
+    target_bucket = unique("cutover-policy-dst")
+    s3_lab.target_s3.create_bucket(Bucket=target_bucket)
+    s3_lab.target_s3.copy_object(Bucket=target_bucket, Key="w", CopySource={"Bucket": bucket, "Key": "models/weights.bin"},
+                                 TaggingDirective="COPY")
+    assert s3_lab.target_s3.get_object_tagging(Bucket=target_bucket, Key="w")["TagSet"] == [{"Key": "tier", "Value": "hot"}]

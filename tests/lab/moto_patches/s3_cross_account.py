@@ -14,8 +14,9 @@ Requests inside one account keep moto's behaviour. Conditions: ``aws:SecureTrans
 ``aws:PrincipalAccount`` and ``aws:PrincipalArn`` are evaluated; a statement with any other
 condition key is treated as not matching (an Allow grants nothing, a Deny denies nothing).
 
-Also enforced here, since moto ignores it: ``x-amz-copy-source-if-match`` on CopyObject and
-UploadPartCopy, so a source changed in the middle of a copy fails with 412 as on AWS.
+Also fixed here: ``x-amz-copy-source-if-match`` on CopyObject and UploadPartCopy (moto ignores
+it; AWS fails a copy of a changed source with 412), and CopyObject's tag copy across accounts
+(moto looks the source's tags up in the destination account and copies none).
 """
 
 from __future__ import annotations
@@ -239,3 +240,19 @@ def apply() -> None:
 
     responses.S3Response.copy_object = copy_object
     responses.S3Response.upload_part_copy = upload_part_copy
+
+    original_backend_copy_object = models.S3Backend.copy_object
+
+    def backend_copy_object(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs):
+        original_backend_copy_object(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs)
+        source_account = getattr(src_key, "account_id", self.account_id)
+        if source_account != self.account_id:
+            # moto copies tags inside the destination account's tagger, where the source
+            # object's tags are not: x-amz-tagging-directive COPY lost them across accounts.
+            source_tagger = models.s3_backends[source_account][src_key.partition].tagger
+            tags = source_tagger.get_tag_dict_for_resource(src_key.arn)
+            if tags:
+                new_key = self.get_object(dest_bucket_name, dest_key_name)
+                self.tagger.tag_resource(new_key.arn, [{"Key": key, "Value": value} for key, value in tags.items()])
+
+    models.S3Backend.copy_object = backend_copy_object

@@ -1,0 +1,713 @@
+# Copyright: cutover.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A PostgreSQL delta run: validate both sides, plan each chunk (data), apply it (the only writer),
+stream the logical slot, fix sequences, verify.
+
+    run_delta(delta_options(params), check_mode=False) -> result dict (the module's return values)
+
+Chunk bounds, checksum comparison, row-level narrowing, drift sentences and progress encoding
+are mysql_delta's; what is PostgreSQL's own is the SQL (postgres.py), the slot (pgoutput.py) and
+sequences. Nothing is written before every table has passed the drift and prerequisite checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..mysql_delta.checksum import ChunkChecksum, RowChanges, TableCounts, plan_row_changes
+from ..mysql_delta.chunking import FIRST_CHUNK_ROWS, Chunk, Key, next_chunk_size
+from ..mysql_delta.errors import DeltaError, InvalidOptions, SchemaDrift, VerifyFailed
+from ..mysql_delta.schema import TableSchema, check_schemas
+from ..mysql_delta.state import decode_key, dumps, encode_key, loads
+from . import postgres as pg
+from .options import DeltaOptions
+from .pgoutput import Decoder, Transaction, merge
+
+ITEM_CHECKSUM = "checksum"
+ITEM_LOGICAL = "logical"
+ALL_TABLES = "*"
+# A differing chunk in which more than this share of rows changed is replaced as a range (one
+# sequential scan and one COPY) instead of by key lists (many index lookups).
+RANGE_READ_SHARE = 0.3
+# Decoded messages per peek; the server finishes the transaction it is in, so a batch is always
+# whole transactions, applied in one target transaction with the position it reaches.
+PEEK_CHANGES = 20_000
+# Rows per COPY transaction when loading an empty table: large enough that index maintenance and
+# commits amortise, small enough that a crash loses at most a few seconds of work.
+EMPTY_LOAD_CHUNK_ROWS = 100_000
+
+
+class NotReady(DeltaError):
+    """The source cannot serve the ``logical`` strategy (wal_level, slots, privileges)."""
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """What one chunk needs on the target: ``mode`` is keys (exact rows), range (replace the range),
+    empty (copy into an empty range) or whole (a keyless table, replaced whole)."""
+
+    chunk: Chunk
+    changes: RowChanges
+    mode: str
+    target_rows: int = 0
+
+
+@dataclass
+class Run:
+    options: DeltaOptions
+    check_mode: bool
+    schemas: dict[str, TableSchema]
+    state: dict[tuple[str, str], str]
+    counts: dict[str, TableCounts] = field(default_factory=dict)
+    target_writes: int = 0
+    warnings: list[str] = field(default_factory=list)
+    # Test seam: called after each chunk or slot batch commits with (table, index or LSN).
+    after_chunk: Callable[[str, Any], None] | None = None
+
+    def stored(self, table: str, item: str) -> dict:
+        return loads(self.state.get((table, item)))
+
+
+def run_delta(options: DeltaOptions, check_mode: bool = False,
+              after_chunk: Callable[[str, Any], None] | None = None) -> dict:
+    began = time.monotonic()
+    source = pg.Server(options.source)
+    try:
+        target = pg.Server(options.target, autocommit=False, role="write")
+    except DeltaError:
+        source.close()
+        raise
+    try:
+        if options.state == "absent":
+            return remove(options, source, target, check_mode, began)
+        tables, schemas = validate(options, source, target)
+        state = pg.read_state(target, options.state_schema, options.state_name)
+        target.commit()
+        run = Run(options=options, check_mode=check_mode, schemas=schemas, state=state, after_chunk=after_chunk)
+        run.warnings.extend(target.warnings)
+        was_read_only = pg.database_read_only(source)
+        freeze: dict[str, Any] = {}
+        if options.freeze_source == "read_only" and not was_read_only and not check_mode:
+            freeze = pg.freeze_database(source)
+            if freeze["sessions_opened_before_freeze"]:
+                run.warnings.append(
+                    f"source sessions {freeze['sessions_opened_before_freeze']} were opened before the freeze and "
+                    "keep default_transaction_read_only=off until they reconnect; stop those clients or end them "
+                    "with pg_terminate_backend before the final pass")
+        frozen = was_read_only or bool(freeze)
+        if not check_mode and not pg.state_table_exists(target, options.state_schema, options.state_name):
+            pg.create_state_table(target, options.state_schema, options.state_name)
+            run.target_writes += 2
+        target.commit()
+
+        slot: dict[str, Any] | None = None
+        if options.strategy == "checksum":
+            for_each_table(run, tables, sync_by_checksum)
+        else:
+            slot = sync_logical(run, tables, source, target, frozen)
+
+        sequences: list[dict] = []
+        if options.fix_sequences:
+            sequences = fix_sequences(run, tables, source, target)
+
+        verified = None
+        if options.verify and not check_mode:
+            verify(run, tables)
+            verified = True
+        if slot is not None and frozen and verified and not check_mode:
+            finish_logical(run, source, target, slot)
+        if slot is not None and slot.get("exists"):
+            run.warnings.append(
+                f"replication slot {options.slot_name} stays on the source and holds WAL from "
+                f"{slot.get('position')} ({slot.get('retained_wal_bytes')} bytes now) until the next run; it is dropped "
+                "by the final pass with freeze_source=read_only, or by state=absent")
+    finally:
+        source.close()
+        target.close()
+
+    changed = run.target_writes > 0 or bool(freeze) or any(c.rows_changed for c in run.counts.values())
+    if slot is not None and (slot.get("created") or slot.get("dropped")):
+        changed = True
+    return {
+        "changed": bool(changed),
+        "strategy": options.strategy,
+        "rows_inserted": sum(c.rows_inserted for c in run.counts.values()),
+        "rows_updated": sum(c.rows_updated for c in run.counts.values()),
+        "rows_deleted": sum(c.rows_deleted for c in run.counts.values()),
+        "tables": {name: table_result(run, name, sequences) for name in tables},
+        "sequences": sequences,
+        "replication_slot": slot,
+        "verified": verified,
+        "elapsed_s": round(time.monotonic() - began, 3),
+        "target_writes": run.target_writes,
+        "source_read_only": frozen,
+        "source_frozen_at": _iso(freeze["frozen_at"]) if freeze else None,
+        "terminated_sessions": freeze.get("terminated_pids", []) if freeze else [],
+        "deletes_seen": True,
+        "keyless_tables": sorted(name for name in tables if schemas[name].keyless),
+        "warnings": run.warnings,
+    }
+
+
+def table_result(run: Run, name: str, sequences: list[dict]) -> dict:
+    result = run.counts.setdefault(name, TableCounts()).as_result()
+    result.pop("auto_increment", None)
+    result["sequences"] = [entry for entry in sequences if entry["table"] == name]
+    return result
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()  # noqa: UP017 - datetime.UTC is 3.11+
+
+
+# --- validation: everything that can be wrong is found before the first write ---------------
+
+def validate(options: DeltaOptions, source: pg.Server, target: pg.Server) -> tuple[list[str], dict[str, TableSchema]]:
+    missing = pg.missing_schemas(source, options.schemas)
+    if missing:
+        raise InvalidOptions(f"schemas: {', '.join(missing)} not found in source database {options.source.database}; "
+                             "fix the schema names", side="source", option="schemas")
+    available = [name for name in pg.base_tables(source, options.schemas)
+                 if name != f"{options.state_schema}.{options.state_name}"]
+    if options.tables:
+        unknown = [name for name in options.tables if name not in available]
+        if unknown:
+            raise InvalidOptions(f"tables: {', '.join(unknown)} not found in source database "
+                                 f"{options.source.database} (tables of schemas {', '.join(options.schemas)}; views "
+                                 "are not copied, partitions are copied through their partitioned table)",
+                                 side="source", option="tables")
+        tables = list(options.tables)
+    else:
+        tables = available
+    tables = [name for name in tables if name not in set(options.exclude_tables)]
+    if not tables:
+        raise InvalidOptions(f"no table to copy: source database {options.source.database} has none left after "
+                             "schemas/tables/exclude_tables", side="source", option="tables")
+    schemas = pg.read_schemas(source, tables)
+    targets = pg.read_schemas(target, tables)
+    try:
+        check_schemas([schemas[name] for name in tables], targets)
+    except SchemaDrift as exc:
+        # The shared sentences name MySQL's tool for loading a schema.
+        problems = [problem.replace("mysqldump --no-data", "pg_dump --schema-only | psql")
+                    for problem in exc.details.get("problems", [])]
+        raise SchemaDrift("schema drift between source and target, nothing was written: " + "; ".join(problems),
+                          side="target", option="tables", problems=problems) from None
+    text_keys = [name for name in tables if any(column.data_type in ("text", "varchar", "bpchar", "citext")
+                                                for column in schemas[name].key_columns)]
+    if text_keys:
+        collations = pg.database_collation(source), pg.database_collation(target)
+        if collations[0] != collations[1]:
+            raise SchemaDrift(f"tables {', '.join(text_keys)} are keyed by text, and the source database sorts text "
+                              f"as {collations[0]} but the target as {collations[1]}: chunks would hold different "
+                              "rows on each side; create the target database with the source's LC_COLLATE",
+                              side="target", option="tables")
+    if options.strategy == "logical":
+        check_logical_ready(source, options)
+    return tables, schemas
+
+
+def check_logical_ready(source: pg.Server, options: DeltaOptions) -> None:
+    wal_level = source.setting("wal_level")
+    if wal_level != "logical":
+        raise NotReady(f"strategy=logical needs wal_level=logical on the source, which has wal_level={wal_level}: set "
+                       "it in postgresql.conf (RDS: rds.logical_replication=1 in the parameter group) and restart the "
+                       "source, or use strategy=checksum", side="source", option="strategy", wal_level=wal_level)
+    if int(source.setting("max_replication_slots")) < 1:
+        raise NotReady("strategy=logical needs max_replication_slots >= 1 on the source (restart needed), or use "
+                       "strategy=checksum", side="source", option="strategy")
+    allowed = source.query("SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user")
+    if not allowed or not allowed[0][0]:
+        member = source.query("SELECT pg_has_role(current_user, 'rds_replication', 'member') "
+                              "WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication')")
+        if not member or not member[0][0]:
+            raise NotReady(f"strategy=logical: source user {options.source.user} may not create replication slots; "
+                           "ALTER ROLE ... REPLICATION (RDS: GRANT rds_replication), or use strategy=checksum",
+                           side="source", option="strategy")
+
+
+def for_each_table(run: Run, tables: list[str], work: Callable[[Run, TableSchema], TableCounts]) -> None:
+    if not tables:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
+        futures = {name: pool.submit(work, run, run.schemas[name]) for name in tables}
+        errors = []
+        for name, future in futures.items():
+            try:
+                counts = future.result()
+            except DeltaError as exc:
+                errors.append(exc)
+                continue
+            previous = run.counts.get(name)
+            run.counts[name] = add_counts(previous, counts) if previous else counts
+    if errors:
+        raise errors[0]
+
+
+def add_counts(first: TableCounts, second: TableCounts) -> TableCounts:
+    first.rows_inserted += second.rows_inserted
+    first.rows_updated += second.rows_updated
+    first.rows_deleted += second.rows_deleted
+    first.chunks_checked += second.chunks_checked
+    first.chunks_differing += second.chunks_differing
+    first.copied_whole = first.copied_whole or second.copied_whole
+    first.differing_chunks.extend(second.differing_chunks)
+    first.resumed_from = first.resumed_from or second.resumed_from
+    return first
+
+
+class TablePair:
+    """A worker's own connections: source (autocommit reads) and target (one transaction per chunk)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.source = pg.Server(run.options.source)
+        self.target = pg.Server(run.options.target, autocommit=False, role="write")
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def both(self, on_source: Callable[[pg.Server], Any], on_target: Callable[[pg.Server], Any]) -> tuple:
+        answers = pg.both(self.source, self.target, on_source, on_target, self.pool)
+        # Ending the target's read transaction keeps it from holding a snapshot between chunks.
+        self.target.commit()
+        return answers
+
+    def close(self) -> None:
+        self.run.target_writes += self.target.writes
+        self.pool.shutdown()
+        self.source.close()
+        self.target.close()
+
+    def __enter__(self):  # typing.Self is 3.11+; modules also import on 3.9
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --- checksum ---------------------------------------------------------------------------------
+
+def checksums(pair: TablePair, schema: TableSchema, chunk: Chunk) -> tuple[ChunkChecksum, ChunkChecksum]:
+    def ask(server: pg.Server) -> ChunkChecksum:
+        statement, parameters = pg.chunk_checksum_sql(schema, chunk.lower, chunk.upper)
+        return ChunkChecksum.from_row(server.query(statement, parameters)[0])
+    return pair.both(ask, ask)
+
+
+def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None
+                ) -> Iterator[tuple[Chunk, ChunkChecksum, ChunkChecksum]]:
+    """Every chunk from ``lower`` to the end with both sides' checksums; sizes adapt to ~0.5 s."""
+    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
+    if schema.keyless:
+        chunk = Chunk(schema.name, 0, None, None)
+        yield (chunk, *checksums(pair, schema, chunk))
+        return
+    index = 0
+    while True:
+        upper = pg.chunk_upper_bound(pair.source, schema, lower, size)
+        chunk = Chunk(schema.name, index, lower, upper)
+        began = time.monotonic()
+        source_sum, target_sum = checksums(pair, schema, chunk)
+        if pair.run.options.chunk_size is None:
+            size = next_chunk_size(size, time.monotonic() - began)
+        yield chunk, source_sum, target_sum
+        if upper is None:
+            return
+        lower, index = upper, index + 1
+
+
+def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: ChunkChecksum,
+               target_sum: ChunkChecksum) -> ChunkPlan:
+    """Narrow a differing chunk down to its differing rows (reads only)."""
+    if schema.keyless:
+        return ChunkPlan(chunk, RowChanges(inserts=((),) * source_sum.rows, deletes=((),) * target_sum.rows),
+                         "whole", target_sum.rows)
+    if target_sum.rows == 0:
+        return ChunkPlan(chunk, RowChanges(inserts=((),) * source_sum.rows), "empty")
+    source_rows, target_rows = pair.both(lambda s: pg.row_hashes(s, schema, chunk.lower, chunk.upper),
+                                         lambda t: pg.row_hashes(t, schema, chunk.lower, chunk.upper))
+    changes = plan_row_changes(source_rows, target_rows)
+    share = len(changes.upserts) + len(changes.deletes)
+    mode = "range" if share > RANGE_READ_SHARE * max(1, len(source_rows)) else "keys"
+    return ChunkPlan(chunk, changes, mode, len(target_rows))
+
+
+def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress: list[tuple[str, str, str]]) -> None:
+    """One target transaction: deletes, then the source's rows by COPY, then the progress rows."""
+    target, chunk = pair.target, plan.chunk
+    try:
+        if plan.mode in ("whole", "range"):
+            pg.delete_range(target, schema, chunk.lower, chunk.upper)
+            pg.copy_rows(pair.source, target, schema, chunk.lower, chunk.upper)
+        elif plan.mode == "empty":
+            pg.copy_rows(pair.source, target, schema, chunk.lower, chunk.upper)
+        else:
+            stale = list(plan.changes.updates) + list(plan.changes.deletes)
+            if stale:
+                pg.delete_keys(target, schema, stale)
+            pg.copy_rows(pair.source, target, schema, keys=list(plan.changes.upserts))
+        write_entries(pair, progress)
+    except DeltaError as exc:
+        target.rollback()
+        raise DeltaError(f"applying {chunk.describe()} failed on the target and was rolled back: {exc}; fix the "
+                         "cause and rerun, the run resumes after the last committed chunk",
+                         side="target", chunk=chunk.describe()) from exc
+
+
+def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:
+    for table, item, value in entries:
+        pg.write_state(pair.target, pair.run.options.state_schema, pair.run.options.state_name, table, item, value)
+    pair.target.commit()
+
+
+def load_empty(run: Run, schema: TableSchema) -> TableCounts:
+    """An empty target table: every chunk differs, so none is checksummed before its COPY."""
+    counts = TableCounts(copied_whole=schema.keyless)
+    size = run.options.chunk_size or EMPTY_LOAD_CHUNK_ROWS
+    with TablePair(run) as pair:
+        if run.check_mode:
+            counts.rows_inserted = pg.count_rows(pair.source, schema)
+            counts.chunks_checked = counts.chunks_differing = 1
+            return counts
+        lower: Key | None = None
+        index = 0
+        while True:
+            upper = None if schema.keyless else pg.chunk_upper_bound(pair.source, schema, lower, size)
+            chunk = Chunk(schema.name, index, lower, upper)
+            last = upper is None
+            try:
+                copied = pg.copy_rows(pair.source, pair.target, schema, lower, upper)
+                write_entries(pair, [(schema.name, ITEM_CHECKSUM, dumps({
+                    "status": "done" if last else "in_progress", "completed_through": encode_key(upper),
+                    "run_started_at": _now()}))])
+            except DeltaError as exc:
+                pair.target.rollback()
+                raise DeltaError(f"loading {chunk.describe()} failed on the target and was rolled back: {exc}; fix "
+                                 "the cause and rerun, the run resumes after the last committed chunk",
+                                 side="target", chunk=chunk.describe()) from exc
+            counts.rows_inserted += copied
+            counts.chunks_checked += 1
+            counts.chunks_differing += 1
+            counts.differing_chunks.append(chunk)
+            if run.after_chunk:
+                run.after_chunk(schema.name, index)
+            if last:
+                return counts
+            lower, index = upper, index + 1
+
+
+def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
+    counts = TableCounts()
+    progress = run.stored(schema.name, ITEM_CHECKSUM)
+    if progress.get("status") != "in_progress":
+        with TablePair(run) as pair:
+            empty = pg.is_empty(pair.target, schema)
+            pair.target.commit()
+        if empty:
+            return load_empty(run, schema)
+    resume = decode_key(progress.get("completed_through")) if progress.get("status") == "in_progress" else None
+    if resume is not None and not schema.keyless:
+        counts.resumed_from = encode_key(resume)
+    with TablePair(run) as pair:
+        wrote = False
+        finished = True   # the last chunk written marked the pass done
+        for chunk, source_sum, target_sum in walk_chunks(pair, schema, None if schema.keyless else resume):
+            counts.chunks_checked += 1
+            if source_sum == target_sum:
+                continue
+            counts.chunks_differing += 1
+            counts.differing_chunks.append(chunk)
+            plan = plan_chunk(pair, schema, chunk, source_sum, target_sum)
+            counts.rows_inserted += len(plan.changes.inserts)
+            counts.rows_updated += len(plan.changes.updates)
+            counts.rows_deleted += len(plan.changes.deletes)
+            counts.copied_whole = counts.copied_whole or schema.keyless
+            if run.check_mode:
+                continue
+            last = chunk.upper is None
+            apply_chunk(pair, schema, plan, [(schema.name, ITEM_CHECKSUM, dumps({
+                "status": "done" if last else "in_progress", "completed_through": encode_key(chunk.upper),
+                "run_started_at": progress.get("run_started_at") or _now()}))])
+            wrote, finished = True, last
+            if run.after_chunk:
+                run.after_chunk(schema.name, chunk.index)
+        # A pass that ends on equal chunks still has to say it got through, or the next run would
+        # resume after its last differing chunk and never compare the ones before.
+        if not run.check_mode and ((wrote and not finished) or (not wrote and progress.get("status") == "in_progress")):
+            write_entries(pair, [(schema.name, ITEM_CHECKSUM, dumps({"status": "done"}))])
+    return counts
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()  # noqa: UP017 - datetime.UTC is 3.11+
+
+
+# --- logical ----------------------------------------------------------------------------------
+
+def streamable_tables(source: pg.Server, tables: list[str], schemas: dict[str, TableSchema]) -> list[str]:
+    """Tables whose UPDATE/DELETE events carry the chunking key: a primary key with the default
+    replica identity, or REPLICA IDENTITY FULL. Publishing any other table would make the source
+    reject UPDATE and DELETE on it, so those are compared by checksum on every run instead."""
+    identities = dict(source.query(
+        "SELECT n.nspname || '.' || c.relname, c.relreplident FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)", [tables]))
+    chosen = []
+    for name in tables:
+        identity, schema = identities.get(name), schemas[name]
+        if (identity == "d" and schema.key_kind == "primary") or (identity == "f" and not schema.keyless):
+            chosen.append(name)
+    return chosen
+
+
+def sync_logical(run: Run, tables: list[str], source: pg.Server, target: pg.Server, frozen: bool) -> dict[str, Any]:
+    options = run.options
+    stored = run.stored(ALL_TABLES, ITEM_LOGICAL)
+    streamed = streamable_tables(source, tables, run.schemas)
+    others = [name for name in tables if name not in streamed]
+    slot = pg.slot_state(source, options.slot_name)
+    report: dict[str, Any] = {"name": options.slot_name, "publication": options.publication_name,
+                              "created": False, "dropped": False, "streamed_tables": streamed,
+                              "checksum_tables": others, "consistent_lsn": stored.get("consistent_lsn"),
+                              "position": stored.get("position")}
+    if slot is not None and slot.plugin != "pgoutput":
+        raise InvalidOptions(f"replication slot {options.slot_name} exists on the source with plugin {slot.plugin}, "
+                             "not pgoutput; it is not this module's: choose another slot_name",
+                             side="source", option="slot_name")
+    if slot is None and (frozen or stored.get("status") == "finished"):
+        # The source takes no more writes: a slot would only hold WAL. Compare everything.
+        for_each_table(run, tables, sync_by_checksum)
+        return finish_report(report, source)
+    if slot is None:
+        if stored.get("consistent_lsn"):
+            run.warnings.append(f"replication slot {options.slot_name} recorded at {stored.get('consistent_lsn')} is "
+                                "gone from the source; a new one was created and every table compared by checksum")
+        if run.check_mode:
+            report["would_create"] = True
+            for_each_table(run, tables, sync_by_checksum)
+            return finish_report(report, source)
+        ensure_publication(run, source, streamed)
+        consistent = pg.create_slot(source, options.slot_name)
+        report.update(created=True, consistent_lsn=consistent, position=consistent)
+        stored = {"slot": options.slot_name, "consistent_lsn": consistent, "position": consistent,
+                  "tables": streamed, "loaded": False}
+        save_logical(run, target, stored)
+    elif not run.check_mode and sorted(stored.get("tables") or []) != sorted(streamed):
+        ensure_publication(run, source, streamed)
+    if not stored.get("position"):
+        stored = dict(stored, position=slot.confirmed_flush_lsn if slot else None, loaded=False)
+    if not stored.get("loaded", True) or sorted(stored.get("tables") or []) != sorted(streamed):
+        # Load (or re-verify) everything the slot did not see from its start: changes committed
+        # while the copy runs are in the slot too, and replaying them is idempotent.
+        unseen = [name for name in streamed if not stored.get("loaded", True) or name not in (stored.get("tables") or [])]
+        for_each_table(run, unseen, sync_by_checksum)
+        stored = dict(stored, loaded=True, tables=streamed)
+        if not run.check_mode:
+            save_logical(run, target, stored)
+    position = stream_slot(run, source, streamed, stored)
+    report["position"] = pg.lsn_text(position) if position else stored.get("position")
+    for_each_table(run, others, sync_by_checksum)
+    return finish_report(report, source)
+
+
+def finish_report(report: dict[str, Any], source: pg.Server) -> dict[str, Any]:
+    slot = pg.slot_state(source, report["name"])
+    report["exists"] = slot is not None
+    report["retained_wal_bytes"] = slot.retained_wal_bytes if slot else None
+    return report
+
+
+def ensure_publication(run: Run, source: pg.Server, tables: list[str]) -> None:
+    name = run.options.publication_name
+    current = pg.publication_tables(source, name)
+    if not tables:
+        return
+    if current is None:
+        pg.create_publication(source, name, tables)
+    elif sorted(current) != sorted(tables):
+        pg.alter_publication(source, name, tables)
+
+
+def save_logical(run: Run, target: pg.Server, value: dict) -> None:
+    pg.write_state(target, run.options.state_schema, run.options.state_name, ALL_TABLES, ITEM_LOGICAL, dumps(value))
+    target.commit()
+    run.target_writes += 1
+    run.state[(ALL_TABLES, ITEM_LOGICAL)] = dumps(value)
+
+
+def stream_slot(run: Run, source: pg.Server, streamed: list[str], stored: dict) -> int:
+    """Apply the slot's transactions up to now, in order; each batch commits with its position."""
+    options = run.options
+    if not streamed:
+        return pg.lsn_number(stored.get("position"))
+    end = pg.current_lsn(source)
+    position = pg.lsn_number(stored.get("position"))
+    decoder = Decoder({name: run.schemas[name].key for name in streamed})
+    for name in streamed:
+        run.counts.setdefault(name, TableCounts())
+    last_reached = 0
+    with TablePair(run) as pair:
+        while True:
+            rows = pg.peek_changes(source, options.slot_name, options.publication_name, end,
+                                   PEEK_CHANGES if not run.check_mode else 2 ** 31 - 1)
+            transactions = list(decoder.feed(rows))
+            if not transactions:
+                break
+            reached = max(transaction.end_lsn for transaction in transactions)
+            if reached <= last_reached:
+                break
+            last_reached = reached
+            batch = Transaction()
+            for transaction in transactions:
+                # A batch committed on the target before a crash, with the slot not yet advanced,
+                # comes again: its position is already stored, so it is skipped, not replayed.
+                if transaction.end_lsn > position:
+                    merge(batch, transaction)
+            count_batch(run, batch)
+            if run.check_mode:
+                break
+            if batch.tables:
+                apply_transactions(pair, batch, dict(stored, position=pg.lsn_text(max(reached, position))))
+            pg.advance_slot(source, options.slot_name, pg.lsn_text(reached))
+            position = max(position, reached)
+    return position
+
+
+def count_batch(run: Run, batch: Transaction) -> None:
+    for name, changes in batch.tables.items():
+        counts = run.counts[name]
+        counts.rows_inserted += changes.inserted
+        counts.rows_updated += changes.updated
+        counts.rows_deleted += changes.deleted
+        counts.copied_whole = counts.copied_whole or changes.whole_table
+
+
+def apply_transactions(pair: TablePair, batch: Transaction, stored: dict) -> None:
+    """The batch's rows as the source has them now, and the new position, in one target transaction."""
+    target = pair.target
+    try:
+        for name, changes in batch.tables.items():
+            schema = pair.run.schemas[name]
+            if changes.whole_table:
+                pg.delete_range(target, schema, None, None)
+                pg.copy_rows(pair.source, target, schema)
+                continue
+            keys = list(changes.keys)
+            pg.delete_keys(target, schema, keys)
+            pg.copy_rows(pair.source, target, schema, keys=keys)
+        write_entries(pair, [(ALL_TABLES, ITEM_LOGICAL, dumps(stored))])
+    except DeltaError as exc:
+        target.rollback()
+        raise DeltaError(f"applying slot changes up to {stored['position']} failed on the target and was rolled back: "
+                         f"{exc}; fix the cause and rerun, it resumes from the stored position",
+                         side="target") from exc
+    pair.run.state[(ALL_TABLES, ITEM_LOGICAL)] = dumps(stored)
+    if pair.run.after_chunk:
+        pair.run.after_chunk("logical", stored["position"])
+
+
+def finish_logical(run: Run, source: pg.Server, target: pg.Server, report: dict[str, Any]) -> None:
+    """The source is frozen and the target verified equal: the slot has nothing left to give."""
+    dropped = pg.drop_slot(source, run.options.slot_name)
+    pg.drop_publication(source, run.options.publication_name)
+    stored = dict(run.stored(ALL_TABLES, ITEM_LOGICAL), status="finished")
+    if dropped or run.stored(ALL_TABLES, ITEM_LOGICAL).get("status") != "finished":
+        save_logical(run, target, stored)
+    report.update(dropped=dropped, exists=False, retained_wal_bytes=None)
+
+
+def remove(options: DeltaOptions, source: pg.Server, target: pg.Server, check_mode: bool, began: float) -> dict:
+    """state=absent: the slot, the publication and the state table go; copied rows stay."""
+    slot = pg.slot_state(source, options.slot_name)
+    publication = pg.publication_tables(source, options.publication_name) is not None
+    table = pg.state_table_exists(target, options.state_schema, options.state_name)
+    target.commit()
+    if not check_mode:
+        if slot is not None:
+            if slot.active:
+                raise InvalidOptions(f"replication slot {options.slot_name} is in use by another session on the "
+                                     "source; stop that consumer and rerun", side="source", option="slot_name")
+            pg.drop_slot(source, options.slot_name)
+        if publication:
+            pg.drop_publication(source, options.publication_name)
+        if table:
+            target.write(f"DROP TABLE {pg.quote(options.state_schema)}.{pg.quote(options.state_name)}")
+            target.commit()
+    return {"changed": bool(slot or publication or table), "strategy": options.strategy,
+            "replication_slot": {"name": options.slot_name, "dropped": slot is not None, "exists": False,
+                                 "retained_wal_bytes": slot.retained_wal_bytes if slot else None},
+            "publication_dropped": publication, "state_table_dropped": table,
+            "elapsed_s": round(time.monotonic() - began, 3), "warnings": []}
+
+
+# --- sequences and verify ---------------------------------------------------------------------
+
+def plan_sequence_next(source_next: int | None, target_max: int | None, increment: int) -> int:
+    """The value the target's next ``nextval`` must return: past the source's and past every key."""
+    candidates = [1 if increment > 0 else -1]
+    if source_next is not None:
+        candidates.append(source_next)
+    if target_max is not None:
+        candidates.append(target_max + increment)
+    return max(candidates)
+
+
+def fix_sequences(run: Run, tables: list[str], source: pg.Server, target: pg.Server) -> list[dict]:
+    source_map = pg.column_sequences(source, tables)
+    target_map = pg.column_sequences(target, tables)
+    report = []
+    for (table, column), sequence in sorted(target_map.items()):
+        source_sequence = source_map.get((table, column))
+        source_state = pg.sequence_state(source, source_sequence) if source_sequence else None
+        current = pg.sequence_state(target, sequence)
+        if current.increment < 0:
+            run.warnings.append(f"sequence {sequence} counts down (increment {current.increment}); left as it is")
+            continue
+        target_max = pg.max_value(target, table, column)
+        wanted = plan_sequence_next(source_state.next_value if source_state else None, target_max, current.increment)
+        if wanted > current.max_value:
+            raise DeltaError(f"sequence {sequence} ({table}.{column}) must continue at {wanted}, past its MAXVALUE "
+                             f"{current.max_value} on the target: ALTER SEQUENCE ... MAXVALUE there and rerun",
+                             side="target", option="fix_sequences")
+        after = current.next_value
+        if current.next_value < wanted:
+            after = wanted
+            if not run.check_mode:
+                pg.set_sequence_next(target, sequence, wanted)
+                run.target_writes += 1
+        target.commit()
+        report.append({"table": table, "column": column, "sequence": sequence,
+                       "source_next": source_state.next_value if source_state else None,
+                       "target_max": target_max, "before": current.next_value, "after": after,
+                       "changed": after != current.next_value})
+    return report
+
+
+def verify(run: Run, tables: list[str]) -> None:
+    def check(run: Run, schema: TableSchema) -> None:
+        counts = run.counts.setdefault(schema.name, TableCounts())
+        recheck_only = run.options.strategy == "checksum" and counts.resumed_from is None
+        with TablePair(run) as pair:
+            chunks = ([(chunk, *checksums(pair, schema, chunk)) for chunk in counts.differing_chunks]
+                      if recheck_only else list(walk_chunks(pair, schema)))
+        bad = [chunk.describe() for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
+        if bad:
+            raise VerifyFailed(f"verify: {len(bad)} chunk(s) of {schema.name} differ after applying: {', '.join(bad)}; "
+                               "if the source is still being written, freeze it (freeze_source=read_only) and rerun",
+                               side="target", option="verify", differing_chunks=bad, table=schema.name)
+
+    failures = []
+    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
+        for future in [pool.submit(check, run, run.schemas[name]) for name in tables]:
+            try:
+                future.result()
+            except VerifyFailed as exc:
+                failures.append(exc)
+    if failures:
+        chunks = [chunk for exc in failures for chunk in exc.details.get("differing_chunks", [])]
+        raise VerifyFailed("verify failed, chunks still differ: " + "; ".join(str(exc) for exc in failures),
+                           side="target", option="verify", differing_chunks=chunks,
+                           tables=sorted(exc.details["table"] for exc in failures))

@@ -1,0 +1,290 @@
+"""postgresql_delta_apply against the lab's two PostgreSQL servers (old = source, new = target)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from pg_delta_lab import (
+    TABLES,
+    assert_equal,
+    churn,
+    connect,
+    seed,
+    sequence_next,
+    side,
+    stop_server,
+    table_digest,
+    target_write_count,
+    temporary_server,
+)
+
+from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.errors import DeltaError
+from ansible_collections.cutover.migration.plugins.module_utils.pg_delta import run as pg_run
+from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.options import delta_options
+from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.run import run_delta
+
+STATE_DIR = Path(__file__).resolve().parents[2] / "lab" / "state"
+
+
+def run(old, new, source_db, target_db, check_mode=False, after_chunk=None, **params):
+    options = delta_options({"source": side(old, source_db), "target": side(new, target_db), **params})
+    return run_delta(options, check_mode=check_mode, after_chunk=after_chunk)
+
+
+def assert_no_write_on_rerun(old, new, source_db, target_db, **params):
+    before = target_write_count(new, target_db)
+    again = run(old, new, source_db, target_db, **params)
+    assert again["changed"] is False, {k: v for k, v in again.items() if k != "tables"}
+    assert again["target_writes"] == 0
+    assert again["rows_inserted"] == again["rows_updated"] == again["rows_deleted"] == 0
+    assert target_write_count(new, target_db) == before
+
+
+def insert_on_new_side_gets_fresh_id(new, target_db, old, source_db):
+    with connect(new, target_db) as connection:
+        item = connection.execute("INSERT INTO items (title) VALUES ('after cutover') RETURNING id").fetchone()[0]
+        parent = connection.execute("INSERT INTO parents (name) VALUES ('after cutover') RETURNING id").fetchone()[0]
+        event = connection.execute("INSERT INTO events (region) VALUES ('eu') RETURNING id").fetchone()[0]
+    with connect(old, source_db) as connection:
+        highest = connection.execute("SELECT (SELECT max(id) FROM items), (SELECT max(id) FROM parents), "
+                                     "(SELECT max(id) FROM events)").fetchone()
+    assert item > highest[0] and parent > highest[1] and event > highest[2]
+
+
+def test_initial_load_copies_every_type_and_sets_sequences(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    with connect(old, source_db) as connection:
+        # Ids handed out but never stored (a rolled-back insert): the target must not reuse them.
+        connection.execute("SELECT nextval('items_id_seq') FROM generate_series(1, 5)")
+    result = run(old, new, source_db, target_db)
+    assert result["changed"] is True and result["verified"] is True
+    assert result["rows_inserted"] == sum(table_digest(old, source_db, t)[0] for t in TABLES)
+    assert result["keyless_tables"] == ["public.audit_log"]
+    assert result["tables"]["public.audit_log"]["copied_whole"] is True
+    assert_equal(old, source_db, new, target_db)
+    items = next(entry for entry in result["sequences"] if entry["table"] == "public.items")
+    assert items["source_next"] == 406 and items["target_max"] == 400 and items["after"] == 406
+    assert sequence_next(new, target_db, "items", "id") == 406
+    insert_on_new_side_gets_fresh_id(new, target_db, old, source_db)
+
+
+def test_checksum_delta_moves_only_the_churn_and_a_rerun_writes_nothing(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    run(old, new, source_db, target_db)
+    churn(old, source_db)
+    result = run(old, new, source_db, target_db, chunk_size=10)
+    assert_equal(old, source_db, new, target_db)
+    items = result["tables"]["public.items"]
+    assert items["rows_inserted"] == 30 and items["rows_deleted"] == 15
+    # 25 updated, body '' and NULL, and the row deleted and re-inserted with its key.
+    assert 26 <= items["rows_updated"] <= 28
+    assert items["chunks_differing"] < items["chunks_checked"]
+    assert_no_write_on_rerun(old, new, source_db, target_db, chunk_size=10)
+    insert_on_new_side_gets_fresh_id(new, target_db, old, source_db)
+
+
+def test_logical_delta_streams_the_slot_and_a_rerun_writes_nothing(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    first = run(old, new, source_db, target_db, strategy="logical")
+    slot = first["replication_slot"]
+    assert slot["created"] is True and slot["exists"] is True and slot["consistent_lsn"]
+    assert set(slot["checksum_tables"]) == {"public.audit_log", "public.codes"}
+    assert any("replication slot" in warning for warning in first["warnings"])
+    churn(old, source_db)
+    with connect(old, source_db) as connection:
+        connection.execute("TRUNCATE memberships")
+        connection.execute("INSERT INTO memberships VALUES ('tr', 1, 'after truncate', NULL)")
+    second = run(old, new, source_db, target_db, strategy="logical")
+    assert_equal(old, source_db, new, target_db)
+    assert second["replication_slot"]["created"] is False
+    assert second["replication_slot"]["position"] > slot["consistent_lsn"] or \
+        len(second["replication_slot"]["position"]) > len(slot["consistent_lsn"])
+    items = second["tables"]["public.items"]
+    assert items["rows_inserted"] >= 31 and items["rows_deleted"] >= 16   # events, incl. delete + re-insert
+    assert items["chunks_checked"] == 0          # streamed, not compared
+    assert second["tables"]["public.memberships"]["copied_whole"] is True
+    assert_no_write_on_rerun(old, new, source_db, target_db, strategy="logical")
+    insert_on_new_side_gets_fresh_id(new, target_db, old, source_db)
+
+
+def test_checksum_crash_mid_apply_then_rerun_resumes_and_converges(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+
+    def crash(table, index):
+        if table == "public.items" and index == 1:
+            raise DeltaError("injected crash after the second chunk of items")
+
+    with pytest.raises(DeltaError, match="injected crash"):
+        run(old, new, source_db, target_db, chunk_size=100, parallel_tables=1, after_chunk=crash)
+    assert 0 < table_digest(new, target_db, "public.items")[0] < 400
+    result = run(old, new, source_db, target_db, chunk_size=100)
+    assert result["tables"]["public.items"]["resumed_from"] == [200]
+    assert_equal(old, source_db, new, target_db)
+    assert_no_write_on_rerun(old, new, source_db, target_db, chunk_size=100)
+
+
+def test_logical_crash_after_a_batch_applies_each_transaction_once(pg_sides, monkeypatch):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    run(old, new, source_db, target_db, strategy="logical")
+    with connect(old, source_db) as connection:
+        for number in range(40):
+            connection.execute("INSERT INTO items (title) VALUES (%s)", [f"txn {number}"])
+            connection.execute("UPDATE items SET body = %s WHERE id = %s", [f"touched {number}", number + 1])
+    pending = run(old, new, source_db, target_db, strategy="logical", check_mode=True)
+    total = pending["tables"]["public.items"]
+    assert total["rows_inserted"] == 40 and total["rows_updated"] == 40
+    # Small peeks: several target transactions, and the crash comes after the first commits
+    # but before the slot is advanced past it.
+    monkeypatch.setattr(pg_run, "PEEK_CHANGES", 30)
+
+    def crash(table, position):
+        raise DeltaError(f"injected crash after the batch up to {position}")
+
+    with pytest.raises(DeltaError, match="injected crash"):
+        run(old, new, source_db, target_db, strategy="logical", after_chunk=crash)
+    left = run(old, new, source_db, target_db, strategy="logical", check_mode=True)["tables"]["public.items"]
+    assert 0 < left["rows_inserted"] < 40
+    result = run(old, new, source_db, target_db, strategy="logical")
+    assert result["tables"]["public.items"]["rows_inserted"] == left["rows_inserted"]
+    assert result["tables"]["public.items"]["rows_updated"] == left["rows_updated"]
+    assert_equal(old, source_db, new, target_db)
+    assert_no_write_on_rerun(old, new, source_db, target_db, strategy="logical")
+
+
+def test_freeze_source_terminates_writers_and_the_final_pass_drops_the_slot(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db, items=50)
+    run(old, new, source_db, target_db, strategy="logical")
+    writer = connect(old, source_db, autocommit=False)
+    writer.execute("INSERT INTO parents (name) VALUES ('uncommitted')")
+    writer_pid = writer.info.backend_pid
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO parents (name) VALUES ('committed before the freeze')")
+    result = run(old, new, source_db, target_db, strategy="logical", freeze_source="read_only")
+    try:
+        assert writer_pid in result["terminated_sessions"]
+        assert result["source_frozen_at"] and result["source_read_only"] is True
+        assert result["replication_slot"]["dropped"] is True and result["replication_slot"]["exists"] is False
+        assert_equal(old, source_db, new, target_db)
+        with connect(old, source_db) as connection:
+            assert connection.execute("SELECT count(*) FROM pg_replication_slots WHERE database = %s",
+                                      [source_db]).fetchone()[0] == 0
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                connection.execute("INSERT INTO parents (name) VALUES ('after the freeze')")
+        again = run(old, new, source_db, target_db, strategy="logical", freeze_source="read_only")
+        assert again["changed"] is False and again["replication_slot"]["created"] is False
+    finally:
+        writer.close()
+        with connect(old) as connection:
+            connection.execute(f'ALTER DATABASE "{source_db}" RESET default_transaction_read_only')
+
+
+def test_state_absent_drops_slot_publication_and_state_table(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db, items=20)
+    run(old, new, source_db, target_db, strategy="logical", slot_name="cutover_absent_test")
+    checked = run(old, new, source_db, target_db, state="absent", slot_name="cutover_absent_test", check_mode=True)
+    assert checked["changed"] is True
+    with connect(old, source_db) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cutover_absent_test'"
+                                  ).fetchone()[0] == 1
+    removed = run(old, new, source_db, target_db, state="absent", slot_name="cutover_absent_test")
+    assert removed["replication_slot"]["dropped"] is True and removed["publication_dropped"] is True
+    assert removed["state_table_dropped"] is True
+    with connect(old, source_db) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cutover_absent_test'"
+                                  ).fetchone()[0] == 0
+        assert connection.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
+    with connect(new, target_db) as connection:
+        assert connection.execute("SELECT to_regclass('public._cutover_delta_state')").fetchone()[0] is None
+    assert run(old, new, source_db, target_db, state="absent", slot_name="cutover_absent_test")["changed"] is False
+
+
+def test_schema_drift_fails_before_writing(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db, items=20)
+    with connect(new, target_db) as connection:
+        connection.execute("ALTER TABLE items DROP COLUMN docb")
+        connection.execute("ALTER TYPE mood ADD VALUE 'angry'")
+    with pytest.raises(DeltaError) as raised:
+        run(old, new, source_db, target_db)
+    message = str(raised.value)
+    assert "public.items: column docb" in message and "missing on the target" in message
+    assert "public.items: column feeling" in message   # enum labels differ
+    assert "nothing was written" in message and raised.value.details["side"] == "target"
+    assert table_digest(new, target_db, "public.parents")[0] == 0
+    with connect(new, target_db) as connection:
+        assert connection.execute("SELECT to_regclass('public._cutover_delta_state')").fetchone()[0] is None
+
+
+def test_unknown_table_and_bad_slot_name_fail_naming_the_option(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    with pytest.raises(DeltaError) as raised:
+        run(old, new, source_db, target_db, tables=["nosuch"])
+    assert "tables: public.nosuch not found in source database" in str(raised.value)
+    assert raised.value.details == {"side": "source", "option": "tables"}
+    with pytest.raises(DeltaError, match="slot_name 'Bad-Name'"):
+        run(old, new, source_db, target_db, strategy="logical", slot_name="Bad-Name")
+    with pytest.raises(DeltaError, match="cannot connect to the source") as raised:
+        run(dict(old, password="wrong"), new, source_db, target_db)
+    assert raised.value.details["option"] == "host"
+
+
+def test_logical_needs_wal_level_logical_on_the_source(pg_lab):
+    from pg_delta_lab import server_params
+    new = server_params(pg_lab["LAB_PG_NEW"])
+    server = temporary_server(STATE_DIR / f"pg-replica-{uuid.uuid4().hex[:8]}", "127.0.56.13", 5433,
+                              {"wal_level": "replica"})
+    try:
+        with connect(server) as connection:
+            connection.execute("CREATE DATABASE shop")
+        with connect(server, "shop") as connection:
+            connection.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        with connect(new) as connection:
+            target_db = f"pgdelta_wal_{uuid.uuid4().hex[:8]}"
+            connection.execute(f'CREATE DATABASE "{target_db}"')
+        try:
+            with connect(new, target_db) as connection:
+                connection.execute("CREATE TABLE t (id int PRIMARY KEY)")
+            with pytest.raises(DeltaError) as raised:
+                run(server, new, "shop", target_db, strategy="logical")
+            assert "wal_level=logical on the source, which has wal_level=replica" in str(raised.value)
+            assert raised.value.details["side"] == "source" and raised.value.details["option"] == "strategy"
+            with connect(new, target_db) as connection:
+                assert connection.execute("SELECT to_regclass('public._cutover_delta_state')").fetchone()[0] is None
+        finally:
+            with connect(new) as connection:
+                connection.execute(f'DROP DATABASE "{target_db}" WITH (FORCE)')
+    finally:
+        stop_server(server)
+
+
+def test_module_check_mode_reports_without_writing_then_applies(pg_sides, ansible_module):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db, items=60)
+    args = {"source": side(old, source_db), "target": side(new, target_db), "strategy": "logical"}
+    checked = ansible_module("postgresql_delta_apply", args, check=True, diff=True)
+    assert checked.get("failed") is not True, checked.get("msg")
+    assert checked["changed"] is True and checked["rows_inserted"] > 60
+    assert checked["replication_slot"]["would_create"] is True
+    assert "public.items: +60" in checked["diff"]["after"]
+    assert table_digest(new, target_db, "public.items")[0] == 0
+    with connect(old, source_db) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_replication_slots WHERE database = %s",
+                                  [source_db]).fetchone()[0] == 0
+    applied = ansible_module("postgresql_delta_apply", args)
+    assert applied["changed"] is True and applied["verified"] is True
+    assert_equal(old, source_db, new, target_db)
+    assert old["password"] not in applied["_stdout"]
+    again = ansible_module("postgresql_delta_apply", args)
+    assert again["changed"] is False and again["target_writes"] == 0
+    failed = ansible_module("postgresql_delta_apply", dict(args, tables=["missing_table"]))
+    assert failed["failed"] is True and failed["option"] == "tables" and failed["side"] == "source"
