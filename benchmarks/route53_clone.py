@@ -29,9 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
-
 import botocore.client  # noqa: E402
+import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
 
 from ansible_collections.cutover.migration.plugins.module_utils.accounts import open_account  # noqa: E402
 from ansible_collections.cutover.migration.plugins.module_utils.route53_api import clone_zone  # noqa: E402
@@ -149,7 +148,8 @@ def main() -> int:
         row["cutover"] = measure(lambda zone=zones["cutover"][0]: run_collection(env, zone))
         row["octodns"] = measure(lambda zone=zones["octodns"][0]: run_octodns(env, zone))
         limit = min(size, arguments.loop_sample)
-        elapsed, reads, writes = measure(lambda zone=zones["loop"][0], records=zones["loop"][2]: run_loop(env, zone, records, limit))
+        elapsed, reads, writes = measure(
+            lambda zone=zones["loop"][0], records=zones["loop"][2], limit=limit: run_loop(env, zone, records, limit))
         scale = size / limit
         row["loop"] = (elapsed * scale, int((reads - 0) * scale), int((writes - 1) * scale) + 1)
         row["loop_extrapolated"] = limit < size

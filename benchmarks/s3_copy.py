@@ -40,9 +40,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
-
 import botocore.client  # noqa: E402
+import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
 
 from ansible_collections.cutover.migration.plugins.module_utils.accounts import open_account  # noqa: E402
 from ansible_collections.cutover.migration.plugins.module_utils.s3_copy import MIB, build_options  # noqa: E402
@@ -95,6 +94,17 @@ def make_dataset(s3, bucket: str, shape) -> tuple[int, int]:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(put, jobs))
     return len(jobs), sum(size for _, size in jobs)
+
+
+def remove_buckets(s3, marker: str) -> None:
+    for bucket in s3.list_buckets()["Buckets"]:
+        if marker not in bucket["Name"]:
+            continue
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                s3.delete_objects(Bucket=bucket["Name"], Delete={"Objects": objects, "Quiet": True})
+        s3.delete_bucket(Bucket=bucket["Name"])
 
 
 def grant_read(s3, bucket: str, account: str) -> None:
@@ -230,6 +240,9 @@ def main() -> int:
         f"noop_vs_awscli={seconds('aws s3 sync', 'no-op') / seconds('core server_side', 'no-op'):.2f}x",
         f"noop_vs_rclone={seconds('rclone sync', 'no-op') / seconds('core server_side', 'no-op'):.2f}x",
     ]
+    # moto holds every byte in memory; the lab is shared, so give it back.
+    for s3, marker in ((target_s3, run_id), (source_s3, run_id)):
+        remove_buckets(s3, marker)
     print("bench: s3_copy " + " ".join(headline))
     return 0
 

@@ -141,6 +141,62 @@ SIDE_EXTRAS["route53_sides"] = {
     "variants": {"DOCUMENTATION": (ROUTE53_SOURCE_EXTRA, ROUTE53_TARGET_EXTRA), "ACCOUNT": {}},
 }
 
+# -- s3_cross_account_copy (source/target) ------------------------------------------------------
+S3_SOURCE_OPTIONS = {
+    "bucket": {
+        "description": ["Bucket to copy from."],
+        "type": "str",
+        "required": True,
+    },
+    "prefix": {
+        "description": [
+            "Copy only keys starting with this prefix. The prefix is cut off before I(target.prefix) is put in front,",
+            "and include/exclude patterns and shards apply to the key below it.",
+        ],
+        "type": "str",
+        "default": "",
+    },
+}
+
+S3_TARGET_OPTIONS = {
+    "bucket": {
+        "description": [
+            "Bucket to copy to. S3 bucket names are global, so the new account usually needs a new name.",
+            "Map it in the inventory (for example C(s3_bucket_map) in C(group_vars/<env>.yml)).",
+        ],
+        "type": "str",
+        "required": True,
+    },
+    "prefix": {
+        "description": ["Put copied keys under this prefix in the target bucket."],
+        "type": "str",
+        "default": "",
+    },
+    "create_bucket": {
+        "description": [
+            "Create the target bucket in I(target.region) when it does not exist.",
+            "When the name is taken by another account the task fails before copying anything.",
+        ],
+        "type": "bool",
+        "default": True,
+    },
+    "kms_key_id": {
+        "description": ["Encrypt copied objects with this KMS key (SSE-KMS); the target identity needs to use the key."],
+        "type": "str",
+    },
+    "storage_class": {
+        "description": ["Storage class of the copied objects; the bucket's default when not set."],
+        "type": "str",
+        "choices": ["STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER",
+                    "DEEP_ARCHIVE", "GLACIER_IR"],
+    },
+}
+
+SIDE_EXTRAS["s3_sides"] = {
+    "summary": 'source/target of s3_cross_account_copy: account options plus bucket, prefix (target: create_bucket, kms_key_id, storage_class).',
+    "variants": {"DOCUMENTATION": (S3_SOURCE_OPTIONS, S3_TARGET_OPTIONS)},
+}
+
 
 def side(description: list[str], extra: dict | None) -> dict:
     suboptions = copy.deepcopy(ACCOUNT_SUBOPTIONS)

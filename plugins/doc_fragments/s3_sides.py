@@ -85,8 +85,8 @@ options:
         required: true
       prefix:
         description:
-        - Copy only keys starting with this prefix. It is cut off before I(target.prefix) is put in front.
-        - Include/exclude patterns and shards apply to the key below it.
+        - Copy only keys starting with this prefix. The prefix is cut off before I(target.prefix) is put in front,
+        - and include/exclude patterns and shards apply to the key below it.
         type: str
         default: ''
   target:

@@ -41,7 +41,7 @@ options:
       - The old database, read only (except I(freeze_source)).
     type: dict
     required: true
-    suboptions: &side
+    suboptions:
       host:
         description: Server host name or address.
         type: str
@@ -78,7 +78,38 @@ options:
       - The new database; its schema must already be loaded (for example with C(mysqldump --no-data)).
     type: dict
     required: true
-    suboptions: *side
+    suboptions:
+      host:
+        description: Server host name or address.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: Server port.
+        type: int
+        default: 3306
+      user:
+        description: Account to log in as.
+        type: str
+      password:
+        description: Password of I(user).
+        type: str
+      database:
+        description: Database (schema) name. The target's may differ from the source's.
+        type: str
+        required: true
+      ssl_ca:
+        description: CA certificate file to verify the server's TLS certificate (RDS - the region's bundle).
+        type: path
+      ssl_cert:
+        description: Client certificate file, when the server requires one.
+        type: path
+      ssl_key:
+        description: Key file of I(ssl_cert).
+        type: path
+      connect_timeout:
+        description: Seconds to wait for the connection.
+        type: int
+        default: 10
   tables:
     description:
       - Tables to copy. Default - every base table of the source database (views are not copied).
@@ -98,8 +129,9 @@ options:
     default: checksum
   watermark_columns:
     description:
-      - For I(strategy=watermark), the column of each table whose value grows on every write, for example
-        C({orders: updated_at, events: id}). Every copied table needs one.
+      - For I(strategy=watermark), the column of each table whose value grows on every write, as a mapping of
+        table name to column name (C(updated_at) for orders, C(id) for an append-only events table).
+        Every copied table needs one.
     type: dict
     default: {}
   chunk_size:

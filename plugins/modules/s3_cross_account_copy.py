@@ -263,6 +263,7 @@ requests:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.cutover.migration.plugins.module_utils.account_options import (
     account_side_spec,
 )

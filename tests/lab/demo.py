@@ -17,7 +17,6 @@ Options (environment): DEMO_ROWS (orders in old prod, default 200000), DEMO_FAUL
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import signal
 import subprocess
@@ -124,7 +123,7 @@ def dns_propagation(stage_log: list[dict]) -> list[dict]:
 
 def write_report(judgement, windows, propagation, lost, changed_on_rerun, timings, fault) -> str:
     lines = ["# cutover.migration lab demo", "",
-             f"Run at {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}"
+             f"Run at {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}"
              + (f", with a fault injected in the `{fault}` stage and a rerun" if fault else "") + ".", "",
              "![timeline](timeline.png)", "", "## Outcome", "",
              "| figure | value |", "|---|---|",

@@ -77,6 +77,9 @@ def lab_environment() -> dict[str, str]:
     }
     for side, server in MYSQL_SERVERS.items():
         env[f"LAB_MYSQL_{side.upper()}"] = f"mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@{server['host']}:{server['port']}/"
+    import pglab  # the PostgreSQL pair keeps its own facts beside its start-up code
+
+    env.update(pglab.environment())
     return env
 
 

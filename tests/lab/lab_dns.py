@@ -11,11 +11,10 @@ delegations and aliases.
 from __future__ import annotations
 
 import random
-import socket
 import socketserver
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.exception
 import dns.flags
@@ -27,7 +26,6 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-
 import lab_config
 from moto_patches import elbv2_addresses
 
@@ -62,9 +60,10 @@ class ZoneView:
     zone_id: str
     origin: dns.name.Name
     record_sets: tuple
+    by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, name: dns.name.Name) -> list[StoredRecordSet]:
-        return [record_set for record_set in self.record_sets if record_set.name == name]
+        return self.by_name.get(name, [])
 
 
 def _read_record_set(stored) -> StoredRecordSet | None:
@@ -81,19 +80,85 @@ def _read_record_set(stored) -> StoredRecordSet | None:
     )
 
 
-def account_zones(account: str, private: bool = False) -> list[ZoneView]:
+# Views are rebuilt only when a zone changes: benchmarks leave 10,000-record zones in the lab
+# accounts, and re-reading them on every query starves the answers past resolver timeouts.
+_VIEW_CACHE: dict[str, tuple[tuple, ZoneView]] = {}
+_VIEW_LOCK = threading.Lock()
+
+
+def _zone_version(zone) -> tuple:
+    return (len(zone.rrsets), getattr(zone, "lab_version", 0))
+
+
+def _bump(zone) -> None:
+    zone.lab_version = getattr(zone, "lab_version", 0) + 1
+
+
+def install_change_counters() -> None:
+    """Count every change of a zone's record sets, whichever path makes it.
+
+    moto replaces list items in place on UPSERT and a lab patch swaps the whole list, so neither
+    the list's identity nor its length tells a change; a counter on the zone does.
+    """
+    from moto.route53.models import FakeZone, Route53Backend
+
+    def counting(original, zone_of):
+        def counted(self, *args, **kwargs):
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                zone = zone_of(self, *args, **kwargs)
+                if zone is not None:
+                    _bump(zone)
+
+        counted.lab_counted = True  # type: ignore[attr-defined]
+        return counted
+
+    for method_name in ("add_rrset", "upsert_rrset", "delete_rrset", "delete_rrset_by_id"):
+        original = getattr(FakeZone, method_name, None)
+        if original is not None and not getattr(original, "lab_counted", False):
+            setattr(FakeZone, method_name, counting(original, lambda zone, *a, **k: zone))
+
+    def changed_zone(backend, zoneid=None, *args, **kwargs):
+        zone_id = zoneid or kwargs.get("zoneid") or kwargs.get("the_zone_id")
+        return backend.zones.get(str(zone_id).split("/")[-1]) if zone_id else None
+
+    original = Route53Backend.change_resource_record_sets
+    if not getattr(original, "lab_counted", False):
+        Route53Backend.change_resource_record_sets = counting(original, changed_zone)
+
+
+def zone_view(zone) -> ZoneView:
+    version = _zone_version(zone)
+    cached = _VIEW_CACHE.get(zone.id)
+    if cached and cached[0] == version:
+        return cached[1]
+    record_sets = tuple(r for r in (_read_record_set(s) for s in list(zone.rrsets)) if r is not None)
+    by_name: dict = {}
+    for record_set in record_sets:
+        by_name.setdefault(record_set.name, []).append(record_set)
+    view = ZoneView(zone_id=zone.id, origin=_absolute(zone.name), record_sets=record_sets, by_name=by_name)
+    with _VIEW_LOCK:
+        _VIEW_CACHE[zone.id] = (version, view)
+    return view
+
+
+@dataclass(frozen=True)
+class ZoneHead:
+    """A zone's name and its moto object: enough to pick the zone before reading its records."""
+
+    origin: dns.name.Name
+    zone: object
+
+
+def account_zones(account: str, private: bool = False) -> list[ZoneHead]:
     from moto.route53.models import route53_backends
 
     if account not in route53_backends:
         return []
     backend = route53_backends[account]["aws"]
-    views = []
-    for zone in list(backend.zones.values()):
-        if bool(zone.private_zone) != private:
-            continue
-        record_sets = tuple(r for r in (_read_record_set(s) for s in list(zone.rrsets)) if r is not None)
-        views.append(ZoneView(zone_id=zone.id, origin=_absolute(zone.name), record_sets=record_sets))
-    return views
+    return [ZoneHead(origin=_absolute(zone.name), zone=zone) for zone in list(backend.zones.values())
+            if bool(zone.private_zone) == private]
 
 
 def zone_owner(identifier: str) -> tuple[str, ZoneView | None] | None:
@@ -189,12 +254,12 @@ class LabAuthority:
         return dns.rrset.from_text(domain, 5, "IN", "SOA", f"ns.{domain.to_text()} hostmaster.lab. 1 7200 900 1209600 5")
 
     # -- hosted zones --------------------------------------------------------------------
-    def _zone_for(self, qname: dns.name.Name, zones: list[ZoneView]) -> ZoneView | None:
-        matching = [zone for zone in zones if qname.is_subdomain(zone.origin)]
+    def _zone_for(self, qname: dns.name.Name, zones: list[ZoneHead]) -> ZoneView | None:
+        matching = [head for head in zones if qname.is_subdomain(head.origin)]
         if not matching:
             return None
         # Longest match; among same-named zones in one account the first created (stable).
-        return max(matching, key=lambda zone: len(zone.origin))
+        return zone_view(max(matching, key=lambda head: len(head.origin)).zone)
 
     def _soa(self, zone: ZoneView) -> dns.rrset.RRset:
         for record_set in zone.at(zone.origin):
@@ -220,7 +285,7 @@ class LabAuthority:
                 rrset.add(rdata)
         return rrset
 
-    def _alias_rrset(self, qname: dns.name.Name, rdtype: int, alias: dict, zones: list[ZoneView], depth: int):
+    def _alias_rrset(self, qname: dns.name.Name, rdtype: int, alias: dict, zones: list[ZoneHead], depth: int):
         target = _absolute(alias.get("DNSName") or alias.get("dns_name") or "")
         address = elbv2_addresses.address_for(target.to_text())
         if address is not None:
@@ -239,7 +304,7 @@ class LabAuthority:
                 return renamed
         return None
 
-    def _lookup(self, qname: dns.name.Name, rdtype: int, zone: ZoneView, zones: list[ZoneView], depth: int = 0) -> Answer:
+    def _lookup(self, qname: dns.name.Name, rdtype: int, zone: ZoneView, zones: list[ZoneHead], depth: int = 0) -> Answer:
         result = Answer()
         # A delegation between the apex and the name turns the answer into a referral.
         for ancestor_depth in range(len(zone.origin) + 1, len(qname) + 1):
@@ -405,7 +470,7 @@ class _TCPHandler(socketserver.BaseRequestHandler):
                 if reply is None:
                     return
                 connection.sendall(struct.pack("!H", len(reply)) + reply)
-        except (socket.timeout, ConnectionError):
+        except (TimeoutError, ConnectionError):
             return
 
 
@@ -421,6 +486,7 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 
 def serve_dns(port: int = lab_config.DNS_PORT) -> list[socketserver.BaseServer]:
     """Start UDP and TCP servers on every account address and the registry address."""
+    install_change_counters()
     servers: list[socketserver.BaseServer] = []
     bindings: list[tuple[str, LabAuthority]] = [
         (address, LabAuthority(account)) for account, address in lab_config.ACCOUNT_DNS_ADDRESSES.items()]

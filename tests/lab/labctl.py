@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lab_config  # noqa: E402
+import pglab  # noqa: E402
 
 STATE = lab_config.STATE_DIR
 VENV_PYTHON = lab_config.REPO_ROOT / ".venv" / "bin" / "python"
@@ -238,6 +239,7 @@ def start_labd() -> None:
     ready = STATE / "labd.ready"
     if read_pid(pid_file) and tcp_open(lab_config.MOTO_HOST, lab_config.MOTO_PORT):
         return
+    stop_process("labd", pid_file)  # one still shutting down, or hung: it must not hold the ports
     ready.unlink(missing_ok=True)
     python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
     env = dict(os.environ)
@@ -260,6 +262,8 @@ def checks() -> list[tuple[str, bool, str]]:
         results.append((label, up, f"{address}:{lab_config.DNS_PORT}"))
     for side, server in lab_config.MYSQL_SERVERS.items():
         results.append((f"mysql {side}", tcp_open(server["host"], server["port"]), f"{server['host']}:{server['port']}"))
+    for side, host in pglab.SERVERS.items():
+        results.append((f"postgres {side}", tcp_open(host, pglab.PORT), f"{host}:{pglab.PORT}"))
     return results
 
 
@@ -269,6 +273,7 @@ def up() -> int:
     ensure_loopback_addresses()
     start_mysql("old")
     start_mysql("new")
+    pglab.up()
     start_labd()
     start_unbound()
     failing = [name for name, ok, _where in checks() if not ok]
@@ -285,6 +290,7 @@ def down(purge: bool = False) -> int:
         stop_process("labd", STATE / "labd.pid")
         stop_mysql("old")
         stop_mysql("new")
+        pglab.down()  # before the generic loop: PostgreSQL wants pg_ctl -m fast, not SIGTERM
         for extra in sorted(STATE.glob("*.pid")):  # processes other lab pieces registered
             stop_process(extra.stem, extra)
         (STATE / "labd.ready").unlink(missing_ok=True)

@@ -50,9 +50,8 @@ def create_parent_zone() -> None:
 def main() -> int:
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     applied = apply_moto_patches()
-    from moto.server import ThreadedMotoServer
-
     import lab_dns
+    from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address=lab_config.MOTO_HOST, port=lab_config.MOTO_PORT, verbose=False)
     server.start()

@@ -264,13 +264,17 @@ def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: C
                target_sum: ChunkChecksum) -> ChunkPlan:
     """Narrow a differing chunk down to its differing rows (reads only)."""
     if schema.keyless:
-        whole = tuple(literal for _, literal in sql.rows_in_range(pair.source, schema, None, None))
-        deletes = tuple(() for _ in range(target_sum.rows))
-        return ChunkPlan(chunk, RowChanges(inserts=tuple(() for _ in whole), deletes=deletes), whole, into_empty=True)
+        whole = tuple(literal for _key, literal in sql.rows_in_range(pair.source, schema, None, None))
+        deletes = tuple(() for _row in range(target_sum.rows))
+        return ChunkPlan(chunk, RowChanges(inserts=tuple(() for _row in whole), deletes=deletes), whole, into_empty=True)
     if target_sum.rows == 0:
         found = sql.rows_in_range(pair.source, schema, chunk.lower, chunk.upper)
-        return ChunkPlan(chunk, RowChanges(inserts=tuple(key for key, _ in found)),
-                         tuple(literal for _, literal in found), into_empty=True)
+        return ChunkPlan(chunk, RowChanges(inserts=tuple(key for key, _literal in found)),
+                         tuple(literal for _key, literal in found), into_empty=True)
+    return narrow(pair, schema, chunk)
+
+
+def narrow(pair: TablePair, schema: TableSchema, chunk: Chunk) -> ChunkPlan:
     source_rows, target_rows = pair.both(lambda s: sql.row_hashes(s, schema, chunk.lower, chunk.upper),
                                          lambda t: sql.row_hashes(t, schema, chunk.lower, chunk.upper))
     changes = plan_row_changes(source_rows, target_rows)
@@ -282,7 +286,7 @@ def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: C
         rows = tuple(literal for key, literal in sql.rows_in_range(pair.source, schema, chunk.lower, chunk.upper)
                      if key in wanted)
     else:
-        rows = tuple(literal for _, literal in sql.rows_by_keys(pair.source, schema, list(wanted)))
+        rows = tuple(literal for _key, literal in sql.rows_by_keys(pair.source, schema, list(wanted)))
     return ChunkPlan(chunk, changes, rows)
 
 
@@ -315,13 +319,16 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
         counts.resumed_from = encode_key(resume)
     with TablePair(run) as pair:
         wrote = False
-        for chunk, source_sum, target_sum in walk_chunks(pair, schema, None if schema.keyless else resume):
+        load = not schema.keyless and sql.count_rows(pair.target, schema) == 0
+        pair.target.commit()
+        chunks = load_chunks(pair, schema, resume) if load else plans(pair, schema, resume, counts)
+        pending = None
+        for plan in chunks:
             counts.chunks_checked += 1
-            if source_sum == target_sum:
+            if plan is None:
                 continue
             counts.chunks_differing += 1
-            counts.differing_chunks.append(chunk)
-            plan = plan_chunk(pair, schema, chunk, source_sum, target_sum)
+            counts.differing_chunks.append(plan.chunk)
             counts.rows_inserted += len(plan.changes.inserts)
             counts.rows_updated += len(plan.changes.updates)
             counts.rows_deleted += len(plan.changes.deletes)
@@ -329,16 +336,20 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
                 counts.copied_whole = True
             if run.check_mode:
                 continue
+            chunk = plan.chunk
             last = chunk.upper is None
             entries = [(schema.name, ITEM_CHECKSUM, dumps({
                 "status": "done" if last else "in_progress", "completed_through": encode_key(chunk.upper),
                 "coords": coords, "run_started_at": progress.get("run_started_at") or _now()}))]
             if last and coords:
                 entries.append((schema.name, ITEM_BINLOG, dumps(coords)))
-            apply_chunk(pair, schema, plan, entries)
+            # The target writes chunk N while the source reads chunk N+1.
+            if pending is not None:
+                finish(run, schema, pending)
+            pending = (pair.pool.submit(apply_chunk, pair, schema, plan, entries), chunk.index)
             wrote = True
-            if run.after_chunk:
-                run.after_chunk(schema.name, chunk.index)
+        if pending is not None:
+            finish(run, schema, pending)
         if not run.check_mode and not wrote:
             entries = []
             if progress.get("status") == "in_progress":
@@ -348,6 +359,61 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
             if entries:
                 write_entries(pair, entries)
     return counts
+
+
+def finish(run: Run, schema: TableSchema, pending: tuple) -> None:
+    future, index = pending
+    future.result()
+    if run.after_chunk:
+        run.after_chunk(schema.name, index)
+
+
+def load_chunks(pair: TablePair, schema: TableSchema, lower: Key | None) -> Iterator[ChunkPlan | None]:
+    """An empty target: every chunk is "all rows differ", so no checksum is asked, only rows read."""
+    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
+    index = 0
+    while True:
+        began = time.monotonic()
+        upper = sql.chunk_upper_bound(pair.source, schema, lower, size)
+        found = sql.rows_in_range(pair.source, schema, lower, upper)
+        if pair.run.options.chunk_size is None:
+            size = next_chunk_size(size, time.monotonic() - began)
+        chunk = Chunk(schema.name, index, lower, upper)
+        if found or upper is None:
+            yield ChunkPlan(chunk, RowChanges(inserts=tuple(key for key, _literal in found)),
+                            tuple(literal for _key, literal in found), into_empty=True)
+        else:
+            yield None
+        if upper is None:
+            return
+        lower, index = upper, index + 1
+
+
+def plans(pair: TablePair, schema: TableSchema, lower: Key | None, counts: TableCounts) -> Iterator[ChunkPlan | None]:
+    """Each chunk's plan, or None when it is equal on both sides."""
+    if schema.keyless:
+        for chunk, source_sum, target_sum in walk_chunks(pair, schema):
+            yield None if source_sum == target_sum else plan_chunk(pair, schema, chunk, source_sum, target_sum)
+        return
+    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
+    index = 0
+    while True:
+        upper = sql.chunk_upper_bound(pair.source, schema, lower, size)
+        chunk = Chunk(schema.name, index, lower, upper)
+        began = time.monotonic()
+        # When most chunks so far differed (changes spread over the whole table), the chunk
+        # checksum is skipped: the per-row hashes answer "equal?" and "which rows?" in one read.
+        if counts.chunks_checked >= 2 and counts.chunks_differing * 2 > counts.chunks_checked:
+            plan = narrow(pair, schema, chunk)
+            yield plan if plan.changes else None
+        else:
+            source_sum, target_sum = checksums(pair, schema, chunk)
+            yield None if source_sum == target_sum else plan_chunk(pair, schema, chunk, source_sum, target_sum)
+        if pair.run.options.chunk_size is None:
+            size = next_chunk_size(size, time.monotonic() - began)
+        if upper is None:
+            return
+        lower, index = upper, index + 1
 
 
 def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:
@@ -418,12 +484,12 @@ def apply_batch(pair: TablePair, batch: ChangeBatch, streamed: dict[str, BinlogP
         for name, changes in batch.tables.items():
             schema = pair.run.schemas[name]
             if changes.whole_table:
-                rows = [literal for _, literal in sql.rows_in_range(pair.source, schema, None, None)]
+                rows = [literal for _key, literal in sql.rows_in_range(pair.source, schema, None, None)]
                 sql.delete_all(target, schema)
                 sql.insert_rows(target, schema, rows)
                 continue
             keys = list(changes.keys)
-            rows = [literal for _, literal in sql.rows_by_keys(pair.source, schema, keys)]
+            rows = [literal for _key, literal in sql.rows_by_keys(pair.source, schema, keys)]
             sql.delete_keys(target, schema, keys)
             # REPLACE, not INSERT: a row re-read "now" may carry a unique value another row still
             # holds on the target until a later batch moves it; REPLACE converges where INSERT fails.
@@ -530,10 +596,8 @@ def verify(run: Run, tables: list[str]) -> None:
         counts = run.counts.setdefault(schema.name, TableCounts())
         recheck_only = (run.options.strategy == "checksum" and counts.resumed_from is None)
         with TablePair(run) as pair:
-            if recheck_only:
-                chunks = [(chunk, *checksums(pair, schema, chunk)) for chunk in counts.differing_chunks]
-            else:
-                chunks = list(walk_chunks(pair, schema))
+            chunks = ([(chunk, *checksums(pair, schema, chunk)) for chunk in counts.differing_chunks]
+                      if recheck_only else list(walk_chunks(pair, schema)))
         bad = [chunk.describe() for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
         if bad:
             raise VerifyFailed(f"verify: {len(bad)} chunk(s) of {schema.name} differ after applying: {', '.join(bad)}; "

@@ -104,6 +104,7 @@ def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: Bi
     loaded later than another has a later position; its older events are skipped). Stops early,
     at a transaction end, once ``max_keys`` keys are held; the caller continues from the last end.
     """
+    del mariadb  # MariaDB's GTID events are parsed either way
     if not HAS_REPLICATION:
         raise BinlogNotReady(f"strategy=binlog needs the mysql-replication package on the controller: "
                              f"{REPLICATION_IMPORT_ERROR}", side="source", option="strategy")
@@ -124,7 +125,9 @@ def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: Bi
         only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent,
                      MariadbGtidEvent],
         only_schemas=[source.database],
-        is_mariadb=mariadb,
+        # is_mariadb=True switches the library to a GTID dump that ignores log_file/log_pos and
+        # starts at the oldest binary log; the file/position dump works on MariaDB too.
+        is_mariadb=False,
         enable_logging=False,
         # Only keys are used; other columns may be bytes the library cannot decode without the
         # charset metadata that binlog_row_metadata=FULL adds, and must not stop the stream.

@@ -98,10 +98,7 @@ def keys_predicate(columns: Sequence[str], quote: Callable[[str], str], keys: Se
 
 def next_chunk_size(current: int, elapsed_s: float, target_s: float = TARGET_CHUNK_SECONDS) -> int:
     """Rows for the next chunk so that one checksum takes about ``target_s``, changing by at most 4x."""
-    if elapsed_s <= 0:
-        proposed = current * 4
-    else:
-        proposed = int(current * target_s / elapsed_s)
+    proposed = current * 4 if elapsed_s <= 0 else int(current * target_s / elapsed_s)
     proposed = max(current // 4, min(current * 4, proposed))
     return max(MIN_CHUNK_ROWS, min(MAX_CHUNK_ROWS, proposed))
 

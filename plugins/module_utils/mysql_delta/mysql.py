@@ -175,7 +175,7 @@ def read_schemas(server: Server, tables: Sequence[str]) -> dict[str, TableSchema
         indexes.setdefault(table, {}).setdefault(index, []).append((seq, column))
     schemas = {}
     for table, table_columns in columns.items():
-        unique = {name: tuple(column for _, column in sorted(parts)) for name, parts in indexes.get(table, {}).items()}
+        unique = {name: tuple(column for _position, column in sorted(parts)) for name, parts in indexes.get(table, {}).items()}
         primary = unique.pop("PRIMARY", ())
         key, kind = choose_key(primary, sorted(unique.values()), {c.name: c.nullable for c in table_columns})
         keys = tuple(sorted(set(unique.values()) | ({primary} if primary else set())))
@@ -215,10 +215,12 @@ def key_list(schema: TableSchema) -> str:
 def chunk_checksum_sql(server: Server, schema: TableSchema, lower: Key | None,
                        upper: Key | None) -> tuple[str, list]:
     where, parameters = range_predicate(schema.key, quote, lower, upper) if schema.key else ("1=1", [])
-    sql = ("SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(SUBSTRING(h, 1, 16), 16, 10) AS UNSIGNED)), 0), "
-           "COALESCE(BIT_XOR(CAST(CONV(SUBSTRING(h, 17, 16), 16, 10) AS UNSIGNED)), 0), "
-           "COALESCE(SUM(CAST(CONV(SUBSTRING(h, 1, 8), 16, 10) AS UNSIGNED)), 0) "
-           f"FROM (SELECT {row_hash(schema)} AS h FROM {server.table(schema.name)} WHERE {where}) AS chunk_rows")
+    # The row hash is kept in a user variable so MD5 runs once per row while three aggregates
+    # read it (pt-table-checksum's trick); a derived table would materialise every hash first.
+    sql = (f"SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(SUBSTRING(@cutover_row_hash := {row_hash(schema)}, 1, 16), 16, 10) "
+           "AS UNSIGNED)), 0), COALESCE(BIT_XOR(CAST(CONV(SUBSTRING(@cutover_row_hash, 17, 16), 16, 10) AS UNSIGNED)), 0), "
+           "COALESCE(SUM(CAST(CONV(SUBSTRING(@cutover_row_hash, 1, 8), 16, 10) AS UNSIGNED)), 0) "
+           f"FROM {server.table(schema.name)} WHERE {where}")
     return sql, parameters
 
 
@@ -232,7 +234,7 @@ def chunk_upper_bound(server: Server, schema: TableSchema, lower: Key | None, ro
 
 def row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None) -> dict[Key, bytes]:
     where, parameters = range_predicate(schema.key, quote, lower, upper)
-    rows = server.query(f"SELECT {key_list(schema)}, {row_hash(schema)} FROM {server.table(schema.name)} "
+    rows = server.query(f"SELECT {key_list(schema)}, UNHEX({row_hash(schema)}) FROM {server.table(schema.name)} "
                         f"WHERE {where}", parameters)
     width = len(schema.key)
     return {tuple(row[:width]): row[width] for row in rows}

@@ -58,6 +58,7 @@ def start_app(lab):
     yield start
     for instance in started:
         run_labapp("stop", "--instance", instance, check=False)
+        (Path(lab["LAB_STATE_DIR"]) / f"labapp-{instance}.log").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +136,7 @@ def private_mariadb():
     if not installer or not server_binary:
         pytest.fail("MariaDB binaries missing; run `make setup`")
     work = Path(tempfile.mkdtemp(prefix="labapp-mariadb-"))
-    address = free_listen_address().split(":")[0]
+    address = free_listen_address().rpartition(":")[0]
     subprocess.run([installer, "--no-defaults", f"--datadir={work / 'data'}", "--user=root",
                     "--auth-root-authentication-method=socket", "--skip-test-db"], check=True, capture_output=True)
     process = subprocess.Popen(

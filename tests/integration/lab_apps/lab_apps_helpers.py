@@ -89,6 +89,15 @@ def wait_until(check, timeout: float, interval: float = 0.2, what: str = "condit
     raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
 
 
+def wait_for_response(request, accept, timeout: float, what: str, interval: float = 0.2) -> Response:
+    """Repeat ``request()`` until ``accept(response)``; the accepted response."""
+    def accepted():
+        response = request()
+        return response if accept(response) else None
+
+    return wait_until(accepted, timeout=timeout, interval=interval, what=what)
+
+
 def mysql_connect(url_or_host: str, database: str | None = None, port: int = 3306, user: str = "lab",
                   password: str = "lab") -> pymysql.connections.Connection:
     from urllib.parse import urlparse

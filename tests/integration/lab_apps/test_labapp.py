@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from lab_apps_helpers import http_request, mysql_connect, run_labapp, upsert_a, wait_until
+from lab_apps_helpers import http_request, mysql_connect, run_labapp, upsert_a, wait_for_response
 
 
 def split(listen: str) -> tuple[str, int]:
@@ -42,8 +44,8 @@ def test_home_page_counts_products_and_calls_the_internal_api_by_name(lab, app_d
     upsert_a(route53, zone_id, f"api.{zone}", api_address, 60)
     web_instance, web_listen = start_app(database, api_url=f"http://api.{zone.rstrip('.')}:{api_port}")
 
-    home = wait_until(lambda: (lambda r: r if "instance" in r.body["api"] else None)(http_request(*split(web_listen))),
-                      timeout=15, what="web reaches the API by name")
+    home = wait_for_response(lambda: http_request(*split(web_listen)), lambda r: "instance" in r.body["api"],
+                             timeout=15, what="web reaches the API by name")
     user = http_request(api_address, api_port, "GET", "/users/3")
 
     assert home.body["products"] == 7
@@ -64,15 +66,14 @@ def test_a_db_host_name_flip_moves_writes_to_the_other_server_after_the_ttl(lab,
     upsert_a(route53, zone_id, db_name, "127.0.56.1", 2)
     _instance, listen = start_app(database, db_host=db_name)
     address, port = split(listen)
-    before = wait_until(lambda: (lambda r: r if r.status == 201 else None)(
-        http_request(address, port, "POST", "/orders", {"user_id": 1, "amount": "1.00"})), timeout=15,
-        what="first write through the DB name")
+    before = wait_for_response(lambda: http_request(address, port, "POST", "/orders", {"user_id": 1, "amount": "1.00"}),
+                               lambda r: r.status == 201, timeout=15, what="first write through the DB name")
 
-    upsert_a(route53, zone_id, db_name, "127.0.56.2", 2)
     flipped_at = time.monotonic()
-    after = wait_until(lambda: (lambda r: r if r.status == 201 and r.body["id"] >= 5000000 else None)(
-        http_request(address, port, "POST", "/orders", {"user_id": 2, "amount": "2.00"})), timeout=15, interval=0.25,
-        what="a write landing on the new server")
+    upsert_a(route53, zone_id, db_name, "127.0.56.2", 2)
+    after = wait_for_response(lambda: http_request(address, port, "POST", "/orders", {"user_id": 2, "amount": "2.00"}),
+                              lambda r: r.status == 201 and r.body["id"] >= 5000000, timeout=15, interval=0.25,
+                              what="a write landing on the new server")
     moved_after_s = time.monotonic() - flipped_at
 
     def order_ids(side: str) -> set[int]:
@@ -139,11 +140,13 @@ def test_schema_is_idempotent_and_does_not_reseed(lab, app_database):
 
 
 @pytest.mark.parametrize("bad", [["--listen", "127.0.57.9"], ["--instance", "../etc"]])
-def test_start_rejects_bad_arguments_naming_the_option(lab, bad):
-    args = {"--role": "web", "--instance": "t-bad", "--listen": "127.0.57.9:8080", "--side": "old",
+def test_start_rejects_bad_arguments_naming_the_option_and_leaves_nothing_behind(lab, bad):
+    instance = f"t-bad-{uuid.uuid4().hex[:8]}"
+    args = {"--role": "web", "--instance": instance, "--listen": "127.0.57.9:8080", "--side": "old",
             "--db-host": "127.0.56.1", "--db-name": "x"}
     args[bad[0]] = bad[1]
     completed = run_labapp("start", *[item for pair in args.items() for item in pair], check=False)
 
     assert completed.returncode != 0
     assert bad[0] in completed.stderr + completed.stdout
+    assert not list(Path(lab["LAB_STATE_DIR"]).glob(f"labapp-{instance}.*"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections import Counter
 
-from lab_apps_helpers import as_target, http_request, port_open, resolve, wait_until
+from lab_apps_helpers import as_target, free_listen_address, http_request, port_open, resolve, wait_until
 
 
 def served_by(address: str, requests: int = 10) -> Counter:
@@ -84,8 +86,8 @@ def test_deleting_the_load_balancer_stops_its_proxy(lab_account, load_balancer):
     wait_until(lambda: not port_open(balancer.address, 80), timeout=5, what="proxy stopped")
 
 
-def test_alias_record_to_the_load_balancer_reaches_the_app_through_the_resolver(lab, app_database, start_app,
-                                                                               load_balancer, delegated_zone):
+def test_alias_record_to_the_load_balancer_reaches_the_app_through_the_resolver(
+        lab, app_database, start_app, load_balancer, delegated_zone):
     database = app_database()
     instance, listen = start_app(database)
     balancer = load_balancer([listen])
@@ -100,3 +102,30 @@ def test_alias_record_to_the_load_balancer_reaches_the_app_through_the_resolver(
     assert address == balancer.address
     assert response.status == 200
     assert response.headers["x-served-by"] == instance
+
+
+def test_a_target_that_breaks_mid_request_gets_502_and_the_proxy_keeps_serving(app_database, start_app, load_balancer):
+    database = app_database()
+    instance, listen = start_app(database)
+    broken = socket.socket()
+    broken.bind((free_listen_address().rpartition(":")[0], 0))
+    broken.listen(16)
+
+    def accept_and_hang_up() -> None:
+        while True:
+            try:
+                connection, _peer = broken.accept()
+            except OSError:
+                return
+            connection.close()
+
+    threading.Thread(target=accept_and_hang_up, daemon=True).start()
+    address, port = broken.getsockname()
+    try:
+        balancer = load_balancer([f"{address}:{port}", listen])
+        statuses = Counter((r.status, r.headers.get("x-served-by"))
+                           for r in (http_request(balancer.address, 80) for _n in range(6)))
+    finally:
+        broken.close()
+
+    assert statuses == Counter({(502, None): 3, (200, instance): 3})

@@ -22,8 +22,8 @@ def summarize(path: Path) -> dict:
     return json.loads(completed.stdout)
 
 
-def test_traffic_through_an_alias_record_is_recorded_request_by_request(lab, tmp_path, app_database, start_app,
-                                                                       load_balancer, delegated_zone):
+def test_traffic_through_an_alias_record_is_recorded_request_by_request(
+        lab, tmp_path, app_database, start_app, load_balancer, delegated_zone):
     database = app_database()
     _first, first_listen = start_app(database)
     _second, second_listen = start_app(database)
@@ -52,7 +52,7 @@ def test_traffic_through_an_alias_record_is_recorded_request_by_request(lab, tmp
     assert summary["requests"] == len(records)
     assert summary["reads"] + summary["writes"] == len(records)
     assert summary["by_side"] == {"old": len(records)}
-    assert summary["by_status"] == {k: v for k, v in Counter(str(r["status"]) for r in records).items()}
+    assert summary["by_status"] == dict(Counter(str(r["status"]) for r in records))
     assert summary["failed_reads"] == 0 and summary["rejected_writes"] == 0
     assert summary["acknowledged_writes"] == len(acknowledged) > 0
     assert sum(second["old"] for second in summary["seconds"]) == len(records)

@@ -12,19 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mysql_delta_lab import create_database, drop_database, server_params, unique_name  # noqa: E402
 
 
-import os  # noqa: E402  DEVONLY
-
-
 @pytest.fixture
-def lab_mysql(request):  # DEVONLY
-    if os.environ.get("DEV_MYSQL_OLD"):
-        return {"LAB_MYSQL_OLD": os.environ["DEV_MYSQL_OLD"], "LAB_MYSQL_NEW": os.environ["DEV_MYSQL_NEW"]}
-    return request.getfixturevalue("lab")
-
-
-@pytest.fixture
-def mysql_sides(lab_mysql):
-    lab = lab_mysql
+def mysql_sides(lab):
     """(old params, new params, source database, target database), with the full schema on both."""
     old, new = server_params(lab["LAB_MYSQL_OLD"]), server_params(lab["LAB_MYSQL_NEW"])
     source_db, target_db = unique_name("delta_src"), unique_name("delta_dst")

@@ -182,8 +182,8 @@ def checksum_tables(params: dict, database: str, tables=TABLES) -> dict:
 
 
 def all_rows(params: dict, database: str, table: str) -> list[tuple]:
-    columns = [row[0] for row in query(params, database, f"SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE "
-                                       f"TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+    columns = [row[0] for row in query(params, database, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE "
+                                       "TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                                        [database, table])]
     listed = ", ".join(f"HEX(`{c}`)" if c in ("flags",) else f"`{c}`" for c in columns)
     rows = query(params, database, f"SELECT {listed} FROM `{table}`")

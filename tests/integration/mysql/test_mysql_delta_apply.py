@@ -187,14 +187,13 @@ def test_unknown_table_is_refused_naming_the_option(mysql_sides):
 
 
 @pytest.fixture(scope="module")
-def statement_binlog_server():
+def statement_binlog_server(lab):
     server = ScratchServer("--log-bin=mysql-bin", "--binlog-format=STATEMENT", "--server-id=77")
     yield server
     server.stop()
 
 
-def test_binlog_strategy_refuses_a_source_without_row_binlog(statement_binlog_server, lab_mysql):
-    lab = lab_mysql
+def test_binlog_strategy_refuses_a_source_without_row_binlog(statement_binlog_server, lab):
     from mysql_delta_lab import server_params
     new = server_params(lab["LAB_MYSQL_NEW"])
     old = statement_binlog_server.params
@@ -211,8 +210,7 @@ def test_binlog_strategy_refuses_a_source_without_row_binlog(statement_binlog_se
         drop_database(new, target_db)
 
 
-def test_freeze_source_sets_read_only_before_the_final_pass(statement_binlog_server, lab_mysql):
-    lab = lab_mysql
+def test_freeze_source_sets_read_only_before_the_final_pass(statement_binlog_server, lab):
     from mysql_delta_lab import server_params
     new = server_params(lab["LAB_MYSQL_NEW"])
     old = statement_binlog_server.params

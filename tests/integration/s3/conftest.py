@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from s3_copy_lab import Dataset, Lab, unique, write_dataset
+from s3_copy_lab import SESSION_TAG, Dataset, Lab, remove_buckets, unique, write_dataset
 
 
 @pytest.fixture(scope="session")
-def s3_lab(lab) -> Lab:
-    return Lab(lab)
+def s3_lab(lab):
+    s3_lab = Lab(lab)
+    yield s3_lab
+    # moto keeps every byte in memory: give back what this session wrote.
+    for s3 in (s3_lab.target_s3, s3_lab.source_s3, s3_lab.other_s3):
+        remove_buckets(s3, SESSION_TAG)
 
 
 @pytest.fixture(scope="session")

@@ -38,8 +38,27 @@ def role(account: str, name: str = "cutover-migration") -> str:
     return f"arn:aws:iam::{account}:role/{name}"
 
 
+# Every bucket a test session makes carries this tag, so the session can remove them at the end.
+SESSION_TAG = uuid.uuid4().hex[:6]
+
+
 def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:10]}"
+    return f"{name}-{SESSION_TAG}{uuid.uuid4().hex[:6]}"
+
+
+def remove_buckets(s3, marker: str) -> None:
+    """Delete every bucket of this account whose name contains ``marker``, with its objects and uploads."""
+    for bucket in s3.list_buckets()["Buckets"]:
+        name = bucket["Name"]
+        if marker not in name:
+            continue
+        for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                s3.delete_objects(Bucket=name, Delete={"Objects": objects, "Quiet": True})
+        s3.delete_bucket(Bucket=name)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import zlib
 
 from moto.elbv2 import models
 
@@ -38,11 +39,14 @@ def apply() -> None:
 
     def create_load_balancer(self, *args, **kwargs):
         load_balancer = original(self, *args, **kwargs)
+        # moto names every load balancer <name>-1.<region>...; AWS adds a per-balancer number, and
+        # two accounts' balancers of one name must not share a DNS name (and so a lab address).
+        number = zlib.crc32(load_balancer.arn.encode()) % 10**10
+        load_balancer.dns_name = f"{load_balancer.name}-{number}.{self.region_name}.elb.amazonaws.com"
         with _lock:
             key = load_balancer.dns_name.lower()
             if key not in addresses_by_dns_name:
-                number = next(_host_numbers)
-                addresses_by_dns_name[key] = f"{LOAD_BALANCER_NETWORK}{number}"
+                addresses_by_dns_name[key] = f"{LOAD_BALANCER_NETWORK}{next(_host_numbers)}"
         load_balancer.lab_address = addresses_by_dns_name[key]
         load_balancer.canonical_hosted_zone_id = ELB_HOSTED_ZONE_IDS.get(self.region_name, "Z35SXDOTRQ7X7K")
         return load_balancer
