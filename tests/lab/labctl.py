@@ -234,11 +234,12 @@ def start_unbound() -> None:
 
 
 # -- labd (moto + authoritative DNS) -------------------------------------------------------
-def start_labd() -> None:
+def start_labd() -> bool:
+    """Start moto + DNS unless running; True when a new process (with empty AWS state) was started."""
     pid_file = STATE / "labd.pid"
     ready = STATE / "labd.ready"
     if read_pid(pid_file) and tcp_open(lab_config.MOTO_HOST, lab_config.MOTO_PORT):
-        return
+        return False
     stop_process("labd", pid_file)  # one still shutting down, or hung: it must not hold the ports
     ready.unlink(missing_ok=True)
     python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
@@ -246,6 +247,7 @@ def start_labd() -> None:
     env.update({"PYTHONUNBUFFERED": "1", "LAB_STATE_DIR": str(STATE)})
     start_process("labd", [python, str(lab_config.LAB_DIR / "labd.py")], pid_file, cwd=lab_config.LAB_DIR, env=env)
     wait_for("labd (moto + DNS)", lambda: ready.exists() and read_pid(pid_file) is not None)
+    return True
 
 
 # -- verbs -------------------------------------------------------------------------------
@@ -274,7 +276,10 @@ def up() -> int:
     start_mysql("old")
     start_mysql("new")
     pglab.up()
-    start_labd()
+    if start_labd():
+        # A new labd has new zones (new ids, new name servers): answers unbound cached from the
+        # old one, like the parent zone's NS set with its two-day TTL, would point nowhere.
+        stop_process("unbound", STATE / "unbound.pid")
     start_unbound()
     failing = [name for name, ok, _where in checks() if not ok]
     if failing:

@@ -5,7 +5,7 @@
     lab_world.py teardown --spec JSON
 
 The spec is the environment's ``lab_seed`` variable (inventories/lab/group_vars/all.yml), so the
-inventory stays the one place that names things; ``inventories/lab/seed.yml`` passes it in.
+inventory stays the one place that names things; ``inventories/lab-support/seed.yml`` passes it in.
 
 What "old prod" is, in the old account: a public zone delegated from ``test.`` (www as an alias
 to the old load balancer, static, MX, TXT, an ACM validation CNAME, a weighted pair, db.<domain>
