@@ -146,14 +146,14 @@ def moved(result: dict) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", 2_000_000)))
     parser.add_argument("--quick", action="store_true", help="200,000 rows")
     args = parser.parse_args()
     rows = 200_000 if args.quick else args.rows
     tag = uuid.uuid4().hex[:6]
-    source, logical_db, checksum_db, reload_db = (f"bench_{name}_{tag}" for name in ("src", "logical", "checksum",
-                                                                                      "reload"))
+    names = ("src", "logical", "checksum", "reload")
+    source, logical_db, checksum_db, reload_db = (f"bench_{name}_{tag}" for name in names)
     create_database(OLD, source)
     create_database(NEW, logical_db)
     try:

@@ -121,7 +121,7 @@ def install_change_counters() -> None:
 
     def changed_zone(backend, zoneid=None, *args, **kwargs):
         zone_id = zoneid or kwargs.get("zoneid") or kwargs.get("the_zone_id")
-        return backend.zones.get(str(zone_id).split("/")[-1]) if zone_id else None
+        return backend.zones.get(str(zone_id).rsplit("/", maxsplit=1)[-1]) if zone_id else None
 
     original = Route53Backend.change_resource_record_sets
     if not getattr(original, "lab_counted", False):
@@ -168,10 +168,10 @@ def zone_owner(identifier: str) -> tuple[str, ZoneView | None] | None:
     for account in list(route53_backends.keys()):
         backend = route53_backends[account]["aws"]
         for zone in list(backend.zones.values()):
-            if zone.id.split("/")[-1].lower() == identifier:
+            if zone.id.rsplit("/", maxsplit=1)[-1].lower() == identifier:
                 return account, None
         for delegation_set in list(backend.delegation_sets.values()):
-            if str(delegation_set.id).split("/")[-1].lower() == identifier:
+            if str(delegation_set.id).rsplit("/", maxsplit=1)[-1].lower() == identifier:
                 return account, None
     return None
 

@@ -111,10 +111,10 @@ def ensure_loopback_addresses() -> None:
                  *(server["host"] for server in lab_config.MYSQL_SERVERS.values())]
     if not shutil.which("ip"):
         return  # all of 127.0.0.0/8 is local on Linux; the explicit addresses only make them visible
-    present = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+    present = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=False).stdout
     for address in addresses:
         if f"inet {address}/" not in present:
-            subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], capture_output=True)
+            subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], capture_output=True, check=False)
 
 
 # -- MariaDB -----------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def start_unbound() -> None:
     config.write_text(unbound_config())
     checker = shutil.which("unbound-checkconf")
     if checker:
-        checked = subprocess.run([checker, str(config)], capture_output=True, text=True)
+        checked = subprocess.run([checker, str(config)], capture_output=True, text=True, check=False)
         if checked.returncode != 0:
             raise SystemExit(f"labctl: unbound config rejected: {checked.stdout}{checked.stderr}")
     binary = shutil.which("unbound") or "/usr/sbin/unbound"

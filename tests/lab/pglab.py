@@ -68,7 +68,7 @@ def paths(side: str) -> dict[str, Path]:
 def as_postgres(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     if os.geteuid() == 0:
         command = ["runuser", "-u", OS_USER, "--", *command]
-    return subprocess.run(command, **kwargs)
+    return subprocess.run(command, check=kwargs.pop("check", False), **kwargs)
 
 
 def tcp_open(host: str, port: int) -> bool:
@@ -91,7 +91,7 @@ def read_pid(pid_file: Path) -> int | None:
 def ensure_loopback(address: str) -> None:
     if not shutil.which("ip"):
         return  # all of 127.0.0.0/8 is local on Linux; the explicit address only makes it visible
-    present = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+    present = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=False).stdout
     if f"inet {address}/" not in present:
         subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], capture_output=True, check=False)
 

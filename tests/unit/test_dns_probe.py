@@ -290,11 +290,11 @@ def test_flip_authoritative_then_resolvers_then_cache_expiry():
     assert result.cache_clear_at == pytest.approx(start + result.stage_elapsed_s["authoritative"] + 60)
     assert clock.now == pytest.approx(result.cache_clear_at)
     rounds_per_address = {}
-    for address, qname, _, _ in network.asked:
+    for address, qname, _unused, _unused_2 in network.asked:
         if qname == "www.example.com.":
             rounds_per_address[address] = rounds_per_address.get(address, 0) + 1
     assert rounds_per_address["192.0.2.1"] == rounds_per_address["192.0.2.2"]
-    assert all(not recursion for address, qname, _, recursion in network.asked
+    assert all(not recursion for address, qname, _unused, recursion in network.asked
                if address in ("192.0.2.1", "192.0.2.2", "192.0.2.100"))
 
 
@@ -337,8 +337,8 @@ def test_a_cname_out_of_the_zone_is_finished_through_the_resolver():
     network = ScriptedNetwork(clock, discovery({
         ("192.0.2.1", "www.example.com.", "A"): cname,
         ("192.0.2.2", "www.example.com.", "A"): cname,
-        (RESOLVER, "lb-1.elb.example.net.", "A"): message("lb-1.elb.example.net.", "A", aa=False,
-                                                           answer=["lb-1.elb.example.net. 60 A 198.51.100.4"]),
+        (RESOLVER, "lb-1.elb.example.net.", "A"): message(
+            "lb-1.elb.example.net.", "A", aa=False, answer=["lb-1.elb.example.net. 60 A 198.51.100.4"]),
     }))
     plan = plan_wait("www.example.com", expect_alias={"dns_name": "lb-1.elb.example.net"}, resolvers=[RESOLVER],
                      stages=["authoritative"])

@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_rendered_doc_fragments_are_current():
-    completed = subprocess.run([sys.executable, str(REPO_ROOT / "hacking" / "render_doc_fragments.py"), "--check"],
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "hacking" / "render_doc_fragments.py"), "--check"], check=False,
                                capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout
 

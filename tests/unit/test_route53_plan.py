@@ -89,7 +89,7 @@ def test_same_zone_aliases_are_rewritten_and_come_after_their_targets():
         RecordSet.build("www.example.com", "A", alias=Alias("example.com.", "ZOLD")),
         RecordSet.build("example.com", "A", alias=Alias("alb-1.us-east-1.elb.amazonaws.com.", "Z35SXDOTRQ7X7K")),
     ]
-    desired, *_ = desired_target_records(source, source_zone_name="example.com", source_zone_id="ZOLD",
+    desired, *_unused = desired_target_records(source, source_zone_name="example.com", source_zone_id="ZOLD",
                                          target_zone_name="example.com", target_zone_id="ZNEW", options=CloneOptions(),
                                          health_check_ids={})
     plan = plan_record_changes(desired, [], zone_name="example.com")
@@ -99,7 +99,7 @@ def test_same_zone_aliases_are_rewritten_and_come_after_their_targets():
 
 
 def test_max_ttl_caps_and_reports():
-    desired, _, capped, _ = desired_target_records(
+    desired, _unused, capped, _unused_2 = desired_target_records(
         [a("www.example.com", "192.0.2.1", ttl=86400), a("api.example.com", "192.0.2.2", ttl=30)],
         source_zone_name="example.com", source_zone_id="Z1", target_zone_name="example.com", target_zone_id="Z2",
         options=CloneOptions(max_ttl=60), health_check_ids={})

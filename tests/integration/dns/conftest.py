@@ -137,7 +137,7 @@ def first_change_seen(lab: Lab, name: str, new_values: list[str], limit: float =
         end = time.time() + limit
         while time.time() < end:
             asked_at = time.time()
-            values, _ = lab.ask_resolver(name)
+            values, _unused = lab.ask_resolver(name)
             if values == sorted(new_values):
                 return asked_at
             time.sleep(0.05)

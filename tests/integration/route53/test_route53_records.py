@@ -43,7 +43,7 @@ def records(accounts, zone, items, check_mode=False, **options):
 
 
 def test_flip_of_twenty_hostnames_goes_in_one_change_batch_and_dns_follows(lab, accounts, service_zone):
-    zone, _ = service_zone
+    zone, _unused = service_zone
     flip = [{"name": name, "type": "A", "ttl": 60, "values": [f"203.0.113.{n + 1}"]} for n, name in enumerate(SERVICES)]
     before = [dns_answer(lab["LAB_DNS_NEW"], f"{name}.{zone}", "A")[1] for name in SERVICES]
     assert before == [[f"192.0.2.{n + 1}"] for n in range(20)]
@@ -57,10 +57,10 @@ def test_flip_of_twenty_hostnames_goes_in_one_change_batch_and_dns_follows(lab, 
 
 
 def test_flip_to_a_load_balancer_alias_resolves_to_its_address(lab, accounts, service_zone, old_load_balancer):
-    zone, _ = service_zone
+    zone, _unused = service_zone
     alias = {"dns_name": old_load_balancer["DNSName"], "hosted_zone_id": old_load_balancer["CanonicalHostedZoneId"],
              "evaluate_target_health": True}
-    result, _ = records(accounts, zone, [{"name": "svc-00", "type": "A", "alias": alias}])
+    result, _unused = records(accounts, zone, [{"name": "svc-00", "type": "A", "alias": alias}])
     assert result["changed"] is True
     stored = [record for record in records_of(session_for(accounts["new"]).client("route53"), result["hosted_zone_id"])
               if record.name == f"svc-00.{zone}"]
@@ -71,7 +71,7 @@ def test_flip_to_a_load_balancer_alias_resolves_to_its_address(lab, accounts, se
 
 def test_ttl_only_lowers_ttls_and_keeps_values(accounts, service_zone):
     zone, zone_id = service_zone
-    _, counter = records(accounts, zone, [{"name": name, "type": "A", "ttl": 30} for name in SERVICES[:5]],
+    _unused, counter = records(accounts, zone, [{"name": name, "type": "A", "ttl": 30} for name in SERVICES[:5]],
                          ttl_only=True)
     assert counter.changes == 1
     by_name = {record.name: record for record in records_of(session_for(accounts["new"]).client("route53"), zone_id)}
@@ -80,7 +80,7 @@ def test_ttl_only_lowers_ttls_and_keeps_values(accounts, service_zone):
 
 
 def test_absent_deletes_and_check_mode_writes_nothing(lab, accounts, service_zone):
-    zone, _ = service_zone
+    zone, _unused = service_zone
     planned, counter = records(accounts, zone, [{"name": "svc-19", "type": "A"}], check_mode=True, state="absent")
     assert planned["changed"] is True and counter.writes == 0
     assert dns_answer(lab["LAB_DNS_NEW"], f"svc-19.{zone}", "A")[1] == ["192.0.2.20"]
@@ -89,7 +89,7 @@ def test_absent_deletes_and_check_mode_writes_nothing(lab, accounts, service_zon
 
 
 def test_ttl_only_on_a_missing_record_is_an_error_and_nothing_is_written(accounts, service_zone):
-    zone, _ = service_zone
+    zone, _unused = service_zone
     session = session_for(accounts["new"])
     counter = WriteCounter(session)
     with pytest.raises(Route53PlanError, match="ttl_only") as error:
@@ -114,7 +114,7 @@ def test_module_delegates_a_zone_from_the_parent_and_the_parent_refers_to_the_ne
     assert dns_answer(lab["LAB_DNS_PARENT"], zone, "NS")[0] == "NXDOMAIN"
     applied = ansible_module("route53_records", args)
     assert applied["changed"] is True and applied["api_calls"]["change"] == 1
-    _, referral = dns_answer(lab["LAB_DNS_PARENT"], zone, "NS")
+    _unused, referral = dns_answer(lab["LAB_DNS_PARENT"], zone, "NS")
     assert sorted(value.removeprefix("authority:").rstrip(".") for value in referral) == sorted(name_servers)
     again = ansible_module("route53_records", args)
     assert again["changed"] is False and again["api_calls"]["change"] == 0

@@ -77,7 +77,7 @@ def test_clone_answers_the_same_over_dns_from_the_new_accounts_name_servers(lab,
 
 def test_clone_reports_the_new_name_servers_for_the_parent(lab, cloned):
     result = cloned["result"]
-    _, values = dns_answer(lab["LAB_DNS_NEW"], cloned["zone"], "NS")
+    _unused, values = dns_answer(lab["LAB_DNS_NEW"], cloned["zone"], "NS")
     assert sorted(name.rstrip(".").lower() for name in result["name_servers"]) == [value.rstrip(".") for value in values]
     assert result["target_hosted_zone_id"].lower() in values[0]
 
