@@ -124,6 +124,20 @@ def run_loop(env, zone, records, limit):
             "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]})
 
 
+def delete_zone(client, zone: str) -> None:
+    """Remove a benchmark zone: the lab's DNS and every later test share these accounts."""
+    for hosted_zone in client.list_hosted_zones_by_name(DNSName=zone)["HostedZones"]:
+        if hosted_zone["Name"] != zone:
+            continue
+        zone_id = hosted_zone["Id"]
+        doomed = [record for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
+                  for record in page["ResourceRecordSets"] if not (record["Name"] == zone and record["Type"] in ("NS", "SOA"))]
+        for start in range(0, len(doomed), 500):
+            client.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
+                "Changes": [{"Action": "DELETE", "ResourceRecordSet": record} for record in doomed[start:start + 500]]})
+        client.delete_hosted_zone(Id=zone_id)
+
+
 def measure(function) -> tuple[float, int, int]:
     CALLS.clear()
     started = time.monotonic()
@@ -131,6 +145,18 @@ def measure(function) -> tuple[float, int, int]:
     elapsed = time.monotonic() - started
     reads, writes = counted()
     return elapsed, reads, writes
+
+
+def measure_ways(env, zones, size: int, loop_sample: int) -> dict:
+    row: dict = {"size": size}
+    row["cutover"] = measure(lambda: run_collection(env, zones["cutover"][0]))
+    row["octodns"] = measure(lambda: run_octodns(env, zones["octodns"][0]))
+    limit = min(size, loop_sample)
+    elapsed, reads, writes = measure(lambda: run_loop(env, zones["loop"][0], zones["loop"][2], limit))
+    scale = size / limit
+    row["loop"] = (elapsed * scale, int(reads * scale), int((writes - 1) * scale) + 1)
+    row["loop_extrapolated"] = limit < size
+    return row
 
 
 def main() -> int:
@@ -141,19 +167,17 @@ def main() -> int:
     sizes = [200, 1000] if arguments.quick or os.environ.get("BENCH_QUICK") else [1000, 10000]
     env = lab_env()
     old = open_account("source", {"role_arn": role(env["LAB_ACCOUNT_OLD"])}).client("route53")
+    new = open_account("target", {"role_arn": role(env["LAB_ACCOUNT_NEW"])}).client("route53")
     rows = []
     for size in sizes:
         zones = {way: make_source(old, size, way) for way in ("cutover", "octodns", "loop")}
-        row = {"size": size}
-        row["cutover"] = measure(lambda zone=zones["cutover"][0]: run_collection(env, zone))
-        row["octodns"] = measure(lambda zone=zones["octodns"][0]: run_octodns(env, zone))
-        limit = min(size, arguments.loop_sample)
-        elapsed, reads, writes = measure(
-            lambda zone=zones["loop"][0], records=zones["loop"][2], limit=limit: run_loop(env, zone, records, limit))
-        scale = size / limit
-        row["loop"] = (elapsed * scale, int((reads - 0) * scale), int((writes - 1) * scale) + 1)
-        row["loop_extrapolated"] = limit < size
-        rows.append(row)
+        try:
+            rows.append(measure_ways(env, zones, size, arguments.loop_sample))
+        finally:
+            for zone, _zone_id, _records in zones.values():
+                delete_zone(old, zone)
+                delete_zone(new, zone)
+
 
     print(f"{'records':>8} {'way':<28} {'wall s':>9} {'change calls':>13} {'list calls':>11}")
     for row in rows:
