@@ -45,6 +45,7 @@ METADATA_FIELDS = (
     "user",
     "tags",
 )
+METADATA_FIELDS_BUT_TAGS = frozenset(METADATA_FIELDS) - {"tags"}
 STORAGE_CLASSES = (
     "STANDARD",
     "REDUCED_REDUNDANCY",
@@ -173,6 +174,8 @@ class ObjectOutcome:
     method: str | None = None
     bytes_copied: int = 0
     reason: str | None = None
+    # The ETag S3 answered the single write with (CopyObject / PutObject); None after a multipart upload.
+    target_etag: str | None = None
 
 
 @dataclass
@@ -383,12 +386,40 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
     return ranges
 
 
+def memory_slots(size: int, options: CopyOptions) -> int:
+    """Part-size buffers an object streamed whole takes from the ``concurrency`` buffers (at least one)."""
+    return max(1, math.ceil(size / options.part_size))
+
+
 def uses_multipart(size: int, options: CopyOptions, method: str) -> bool:
-    """Server-side: multipart above the threshold (always above 5 GiB). Stream: above one part,
-    so no more than ``concurrency x part_size`` bytes are ever held in memory."""
-    if method == "stream":
-        return size > options.part_size
-    return size > options.multipart_threshold or size > MAX_SINGLE_COPY_SIZE
+    """Server-side: multipart above the threshold (always above 5 GiB). Stream: above the threshold
+    too, and also when the whole object would not fit in the memory bound (``concurrency x
+    part_size``); below that one GET and one PUT move it, holding as many part-size buffers as it
+    needs, so no more than ``concurrency x part_size`` bytes are ever held in memory either way."""
+    if size > options.multipart_threshold or size > MAX_SINGLE_COPY_SIZE:
+        return True
+    return method == "stream" and memory_slots(size, options) > options.concurrency
+
+
+def is_single_part_etag(etag: str) -> bool:
+    """Whether an ETag is a single-part one (no ``-<parts>`` suffix); without SSE-KMS it is the MD5 of the bytes."""
+    return "-" not in normalise_etag(etag)
+
+
+def copies_in_one_request(source: ObjectState, options: CopyOptions) -> bool:
+    """Whether one ``CopyObject`` with ``MetadataDirective: COPY`` copies this object completely, with no
+    ``HeadObject`` first, and leaves the target ETag equal to the source's, so that a rerun decides by
+    the listing alone (same size and same ETag) without ``cutover-source-etag``.
+
+    That holds for a single-part source (its ETag is the MD5 of its bytes, and so is the copy's) copied
+    in one request, without a target KMS key (an SSE-KMS ETag is no MD5), when every content header and
+    the user metadata are kept (COPY cannot drop some of them). Anything else is copied with
+    ``MetadataDirective: REPLACE`` after a ``HeadObject``, recording the source ETag on the target.
+    """
+    return (not uses_multipart(source.size, options, "server_side")
+            and is_single_part_etag(source.etag)
+            and not options.kms_key_id
+            and options.metadata >= METADATA_FIELDS_BUT_TAGS)
 
 
 def is_copied(source: ObjectState, target: ObjectState | None, recorded_source_etag: str | None = None) -> bool:
@@ -397,6 +428,11 @@ def is_copied(source: ObjectState, target: ObjectState | None, recorded_source_e
     if target.etag == source.etag:
         return True
     return recorded_source_etag is not None and normalise_etag(recorded_source_etag) == normalise_etag(source.etag)
+
+
+def answer_proves_copy(source: ObjectState, answered_etag: str | None) -> bool:
+    """Whether the ETag S3 answered a single write with proves the target holds the source's bytes."""
+    return bool(answered_etag) and normalise_etag(str(answered_etag)) == normalise_etag(source.etag)
 
 
 def normalise_etag(etag: str) -> str:

@@ -14,8 +14,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -30,8 +32,11 @@ from .s3_copy import (
     ObjectState,
     S3CopyError,
     TargetBucketTaken,
+    answer_proves_copy,
     batches,
+    copies_in_one_request,
     is_copied,
+    memory_slots,
     normalise_etag,
     part_ranges,
     plan_copy,
@@ -58,6 +63,8 @@ TRANSIENT_CODES = frozenset({"SlowDown", "503", "500", "ServiceUnavailable", "In
                              "Throttling", "ThrottlingException", "RequestTimeTooSkewed"})
 TRANSIENT_ATTEMPTS = 4
 PROGRESS_INTERVAL_S = 1.0
+# Up to this many objects are verified with one HeadObject each; more with one listing of the target.
+VERIFY_HEAD_LIMIT = 100
 
 
 class ObjectFailed(Exception):
@@ -107,6 +114,34 @@ def with_retries(action: Callable[[], Any], attempts: int = TRANSIENT_ATTEMPTS, 
                 raise
         sleep(min(8.0, 0.25 * 2 ** attempt))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class MemorySlots:
+    """``concurrency`` part-size buffers for bodies held in memory; an object streamed whole holds
+    several at once. First come, first served, so a large object is not starved by small ones."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._free = count
+        self._queue: deque[object] = deque()
+        self._condition = threading.Condition()
+
+    @contextmanager
+    def hold(self, wanted: int = 1) -> Iterator[None]:
+        wanted = min(max(wanted, 1), self.count)
+        ticket = object()
+        with self._condition:
+            self._queue.append(ticket)
+            self._condition.wait_for(lambda: self._queue[0] is ticket and self._free >= wanted)
+            self._queue.popleft()
+            self._free -= wanted
+            self._condition.notify_all()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._free += wanted
+                self._condition.notify_all()
 
 
 class RequestCounter:
@@ -229,8 +264,8 @@ class BucketCopy:
         self.target_requests = RequestCounter()
         self.source = s3_client(source_account, options.concurrency, self.source_requests)
         self.target = s3_client(target_account, options.concurrency, self.target_requests)
-        # Bodies held in memory at once: one slot per part or small object being streamed.
-        self.buffer_slots = threading.BoundedSemaphore(options.concurrency)
+        # Bodies held in memory at once: one slot per part, as many as an object streamed whole needs.
+        self.buffer_slots = MemorySlots(options.concurrency)
         self.acl: str | None = "bucket-owner-full-control"
         self.progress: Progress | None = None
         self.plan: CopyPlan | None = None
@@ -408,7 +443,8 @@ class BucketCopy:
         if self.options.verify:
             copied = {item.relative_key: item.source for item in plan.copies}
             verified_keys = {outcome.relative_key for outcome in outcomes if outcome.copied}
-            mismatches = self.verify({key: copied[key] for key in verified_keys})
+            answered = {outcome.relative_key: outcome.target_etag for outcome in outcomes if outcome.copied}
+            mismatches = self.verify({key: copied[key] for key in verified_keys}, answered)
             result.verified = len(verified_keys) - len(mismatches)
             for relative_key, reason in mismatches:
                 result.copied -= 1
@@ -463,27 +499,30 @@ class BucketCopy:
         attributes: dict[str, Any] | None = None
         try:
             if options.method in ("auto", "server_side"):
-                attributes = self.source_attributes(item.source)
                 try:
-                    self.copy_server_side(item, attributes)
-                    return self.done(item, "server_side")
+                    if copies_in_one_request(item.source, options):
+                        target_etag = self.copy_in_one_request(item)
+                        if target_etag is not None:
+                            return self.done(item, "server_side", target_etag)
+                    attributes = self.source_attributes(item.source)
+                    return self.done(item, "server_side", self.copy_server_side(item, attributes))
                 except ServerSideDenied as exc:
                     if options.method == "server_side":
                         raise ObjectFailed(
                             f"the target identity may not read s3://{options.source_bucket}/"
                             f"{options.source_prefix}{item.relative_key} ({exc}); grant it s3:GetObject (and "
                             "s3:GetObjectTagging, to keep tags) in the source bucket policy, or use method: stream") from exc
-            self.copy_stream(item, attributes)
-            return self.done(item, "stream")
+            return self.done(item, "stream", self.copy_stream(item, attributes))
         except ObjectFailed as exc:
             return self.failed(item, str(exc))
         except (ClientError, BotoCoreError) as exc:
             return self.failed(item, describe(exc))
 
-    def done(self, item: ObjectCopy, method: str) -> ObjectOutcome:
+    def done(self, item: ObjectCopy, method: str, target_etag: str | None = None) -> ObjectOutcome:
         if self.progress:
             self.progress.object_done()
-        return ObjectOutcome(relative_key=item.relative_key, copied=True, method=method, bytes_copied=item.source.size)
+        return ObjectOutcome(relative_key=item.relative_key, copied=True, method=method, bytes_copied=item.source.size,
+                             target_etag=target_etag)
 
     def failed(self, item: ObjectCopy, reason: str) -> ObjectOutcome:
         if self.progress:
@@ -558,12 +597,58 @@ class BucketCopy:
             arguments["StorageClass"] = self.options.storage_class
         return arguments
 
-    def copy_server_side(self, item: ObjectCopy, attributes: dict[str, Any]) -> None:
+    def copy_in_one_request(self, item: ObjectCopy) -> str | None:
+        """One ``CopyObject`` that has S3 copy the content headers, user metadata and tags itself.
+
+        The target's ETag when it came out equal to the source's (see ``copies_in_one_request``);
+        None when it did not (a source under SSE-KMS, a target bucket encrypting with KMS by
+        default): the bytes are right but the rerun could not tell, so the caller copies the object
+        again recording ``cutover-source-etag``.
+        """
+        options = self.options
+        source = {"Bucket": options.source_bucket, "Key": self.source_key(item)}
+        arguments: dict[str, Any] = {
+            "MetadataDirective": "COPY",
+            # COPY needs s3:GetObjectTagging on the source for the target identity, like s3:GetObject.
+            "TaggingDirective": "COPY" if "tags" in options.metadata else "REPLACE",
+        }
+        if self.acl:
+            arguments["ACL"] = self.acl
+        if options.storage_class:
+            arguments["StorageClass"] = options.storage_class
+        with self.server_side_errors(item):
+            answer = with_retries(lambda: self.target.copy_object(
+                Bucket=options.target_bucket, Key=options.target_key(item.relative_key), CopySource=source,
+                CopySourceIfMatch=item.source.etag, **arguments))
+        target_etag = answer.get("CopyObjectResult", {}).get("ETag") or ""
+        if normalise_etag(target_etag) != normalise_etag(item.source.etag):
+            return None
+        if self.progress:
+            self.progress.add_bytes(item.source.size)
+        return target_etag
+
+    @contextmanager
+    def server_side_errors(self, item: ObjectCopy) -> Iterator[None]:
+        """A denied read of the source becomes ServerSideDenied, a changed source SourceChanged."""
+        try:
+            yield
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in ACCESS_DENIED_CODES:
+                raise ServerSideDenied(describe(exc)) from exc
+            if code in PRECONDITION_CODES:
+                raise SourceChanged(f"s3://{self.options.source_bucket}/{self.source_key(item)} changed during the "
+                                    "copy (CopySourceIfMatch failed); nothing was written for it, rerun to copy the "
+                                    "new version") from exc
+            raise
+
+    def copy_server_side(self, item: ObjectCopy, attributes: dict[str, Any]) -> str | None:
+        """CopyObject (REPLACE, recording the source ETag) or a multipart copy; the single copy's ETag."""
         options = self.options
         source = {"Bucket": options.source_bucket, "Key": self.source_key(item)}
         target_key = options.target_key(item.relative_key)
         etag = item.source.etag
-        try:
+        with self.server_side_errors(item):
             if not uses_multipart(item.source.size, options, "server_side"):
                 arguments = self.write_arguments(attributes)
                 # COPY has S3 copy the tags (the target identity needs s3:GetObjectTagging on the
@@ -572,12 +657,12 @@ class BucketCopy:
                     arguments["TaggingDirective"] = "COPY"
                 else:
                     arguments.update(TaggingDirective="REPLACE", Tagging=attributes["Tagging"])
-                with_retries(lambda: self.target.copy_object(
+                answer = with_retries(lambda: self.target.copy_object(
                     Bucket=options.target_bucket, Key=target_key, CopySource=source, CopySourceIfMatch=etag,
                     MetadataDirective="REPLACE", **arguments))
                 if self.progress:
                     self.progress.add_bytes(item.source.size)
-                return
+                return answer.get("CopyObjectResult", {}).get("ETag")
 
             def copy_part(number: int, first: int, last: int, upload_id: str) -> dict[str, Any]:
                 answer = with_retries(lambda: self.target.upload_part_copy(
@@ -588,23 +673,16 @@ class BucketCopy:
                 return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
 
             self.multipart(item, attributes, copy_part)
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in ACCESS_DENIED_CODES:
-                raise ServerSideDenied(describe(exc)) from exc
-            if code in PRECONDITION_CODES:
-                raise SourceChanged(f"s3://{options.source_bucket}/{self.source_key(item)} changed during the copy "
-                                    "(CopySourceIfMatch failed); nothing was written for it, rerun to copy the new "
-                                    "version") from exc
-            raise
+        return None
 
-    def copy_stream(self, item: ObjectCopy, attributes: dict[str, Any] | None) -> None:
+    def copy_stream(self, item: ObjectCopy, attributes: dict[str, Any] | None) -> str | None:
+        """One GET and one PUT, or a multipart upload of ranged GETs; the single PUT's ETag."""
         options = self.options
         bucket, key, etag = options.source_bucket, self.source_key(item), item.source.etag
         target_key = options.target_key(item.relative_key)
         try:
             if not uses_multipart(item.source.size, options, "stream"):
-                with self.buffer_slots:
+                with self.buffer_slots.hold(memory_slots(item.source.size, options)):
                     answer = with_retries(lambda: self.source.get_object(Bucket=bucket, Key=key, IfMatch=etag))
                     body = answer["Body"].read()
                     if len(body) != item.source.size:
@@ -612,16 +690,16 @@ class BucketCopy:
                     if attributes is None:
                         attributes = self.source_attributes(item.source, response=answer)
                     arguments = self.write_arguments(attributes, self.tagging(item.source, attributes))
-                    with_retries(lambda: self.target.put_object(Bucket=options.target_bucket, Key=target_key,
-                                                                Body=body, **arguments))
+                    answer = with_retries(lambda: self.target.put_object(Bucket=options.target_bucket,
+                                                                         Key=target_key, Body=body, **arguments))
                 if self.progress:
                     self.progress.add_bytes(item.source.size)
-                return
+                return answer.get("ETag")
             if attributes is None:
                 attributes = self.source_attributes(item.source)
 
             def stream_part(number: int, first: int, last: int, upload_id: str) -> dict[str, Any]:
-                with self.buffer_slots:
+                with self.buffer_slots.hold():
                     def transfer() -> dict[str, Any]:
                         answer = self.source.get_object(Bucket=bucket, Key=key, IfMatch=etag,
                                                         Range=f"bytes={first}-{last}")
@@ -641,6 +719,7 @@ class BucketCopy:
                 raise SourceChanged(f"s3://{bucket}/{key} changed during the copy (If-Match failed); nothing was "
                                     "written for it, rerun to copy the new version") from exc
             raise
+        return None
 
     def multipart(self, item: ObjectCopy, attributes: dict[str, Any],
                   transfer_part: Callable[[int, int, int, str], dict[str, Any]]) -> None:
@@ -692,16 +771,32 @@ class BucketCopy:
             deleted += len(batch) - len(errors)
         return deleted, failures
 
-    def verify(self, copied: dict[str, ObjectState]) -> list[tuple[str, str]]:
-        """Every copied object's size and source identity, from one listing (HEAD only where ETags differ)."""
-        if not copied:
+    def verify(self, copied: dict[str, ObjectState],
+               answered: Mapping[str, str | None] | None = None) -> list[tuple[str, str]]:
+        """Every copied object's size and source identity.
+
+        An object whose single write S3 answered with the source's ETag is verified by that answer:
+        S3 computed the ETag over the bytes it stored, and equal ETags (an MD5, or the MD5 of the
+        parts' MD5s) mean equal bytes, hence equal size. The others (multipart uploads, targets
+        whose ETag is no MD5) are read back: one HeadObject each when there are few, else one
+        listing of the target and a HeadObject only where the ETags differ.
+        """
+        answered = answered or {}
+        unproven = {key: source for key, source in copied.items()
+                    if not answer_proves_copy(source, answered.get(key))}
+        if not unproven:
             return []
-        targets = {item.relative_key: item for item in self.list_side("target")}
-        undecided = [key for key, source in copied.items()
-                     if key in targets and targets[key].size == source.size and targets[key].etag != source.etag]
-        recorded = self.recorded_source_etags(undecided)
+        if len(unproven) <= VERIFY_HEAD_LIMIT:
+            heads = self.head_targets(unproven)
+            targets = {key: state for key, (state, _) in heads.items() if state is not None}
+            recorded = {key: value for key, (_, value) in heads.items()}
+        else:
+            targets = {item.relative_key: item for item in self.list_side("target")}
+            undecided = [key for key, source in unproven.items()
+                         if key in targets and targets[key].size == source.size and targets[key].etag != source.etag]
+            recorded = self.recorded_source_etags(undecided)
         mismatches = []
-        for relative_key, source in sorted(copied.items()):
+        for relative_key, source in sorted(unproven.items()):
             target = targets.get(relative_key)
             if is_copied(source, target, recorded.get(relative_key)):
                 continue
@@ -714,6 +809,24 @@ class BucketCopy:
                           f"{source.etag}")
             mismatches.append((relative_key, reason))
         return mismatches
+
+    def head_targets(self, relative_keys: Iterable[str]) -> dict[str, tuple[ObjectState | None, str | None]]:
+        """Size, ETag and recorded source ETag of target objects (None where the object is missing)."""
+        def read(relative_key: str) -> tuple[str, tuple[ObjectState | None, str | None]]:
+            try:
+                head = with_retries(lambda: self.target.head_object(Bucket=self.options.target_bucket,
+                                                                    Key=self.options.target_key(relative_key)))
+            except ClientError:
+                return relative_key, (None, None)
+            state = ObjectState(relative_key=relative_key, size=int(head.get("ContentLength", 0)),
+                                etag=head.get("ETag", ""))
+            return relative_key, (state, head.get("Metadata", {}).get(SOURCE_ETAG_METADATA))
+
+        keys = list(relative_keys)
+        if not keys:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(keys))) as pool:
+            return dict(pool.map(read, keys))
 
 
 def copy_bucket(source_account: Any, target_account: Any, options: CopyOptions, check_mode: bool = False,

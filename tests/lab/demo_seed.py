@@ -23,7 +23,7 @@ def seed_old_prod(rows: int, objects: int | None = None) -> dict[str, str]:
     env["ANSIBLE_NOCOLOR"] = "1"
     venv_bin = lab_config.REPO_ROOT / ".venv" / "bin"
     env["PATH"] = f"{venv_bin}:{env.get('PATH', '')}"
-    completed = subprocess.run([str(venv_bin / "ansible-playbook"), "inventories/lab/seed.yml", "-i", "inventories/lab", "-l", "prod"],
+    completed = subprocess.run([str(venv_bin / "ansible-playbook"), "inventories/lab-support/seed.yml", "-i", "inventories/lab", "-l", "prod"],
                                cwd=lab_config.REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"demo: seeding old prod failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-2000:]}")

@@ -22,6 +22,7 @@ from ansible_collections.cutover.migration.plugins.module_utils.s3_copy import (
     plan_copy,
     render_plan,
     shard_of,
+    memory_slots,
     uses_multipart,
 )
 
@@ -135,10 +136,18 @@ def test_objects_over_five_gib_are_copied_in_parts_whatever_the_threshold():
     assert not uses_multipart(5 * GIB, settings, "server_side")
 
 
-def test_streamed_objects_over_one_part_go_in_parts_to_bound_memory():
-    settings = options(part_size="8MiB", multipart_threshold="256MiB")
-    assert uses_multipart(8 * MIB + 1, settings, "stream")
-    assert not uses_multipart(8 * MIB + 1, settings, "server_side")
+def test_streamed_objects_go_whole_only_while_they_fit_the_memory_bound():
+    # concurrency x part_size = 4 x 8 MiB: an object up to 32 MiB is held whole (one GET, one PUT).
+    settings = options(part_size="8MiB", multipart_threshold="256MiB", concurrency=4)
+    assert not uses_multipart(8 * MIB + 1, settings, "stream")
+    assert memory_slots(8 * MIB + 1, settings) == 2
+    assert not uses_multipart(32 * MIB, settings, "stream") and memory_slots(32 * MIB, settings) == 4
+    assert uses_multipart(32 * MIB + 1, settings, "stream")
+    assert not uses_multipart(32 * MIB + 1, settings, "server_side")
+    # Over the threshold both methods go in parts, whatever the memory bound.
+    wide = options(part_size="8MiB", multipart_threshold="16MiB", concurrency=16)
+    assert uses_multipart(16 * MIB + 1, wide, "stream") and uses_multipart(16 * MIB + 1, wide, "server_side")
+    assert memory_slots(0, wide) == 1
 
 
 # ---- the plan -------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ table has passed the drift and prerequisite checks.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +45,10 @@ RANGE_READ_SHARE = 0.3
 WATERMARK_BATCH_ROWS = 5000
 # Keys read from the binary log before they are applied (about 100 bytes each).
 MAX_KEYS_IN_MEMORY = 1_000_000
+# Target connections per table while it is loaded into an empty target: the target's insert work
+# is what a load waits on, and inserts into disjoint key ranges of an empty table take no locks
+# that conflict. Chunks still commit in key order (see apply_chunk), so resuming stays exact.
+LOAD_WRITERS = 2
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,13 @@ class TablePair:
         self.source = sql.Server(run.options.source)
         self.target = sql.Server(run.options.target, autocommit=False, role="write")
         self.pool = ThreadPoolExecutor(max_workers=1)
+        self.writers: list[sql.Server] = [self.target]
+        self.write_pool: ThreadPoolExecutor | None = None
+
+    def add_writers(self, count: int) -> None:
+        while len(self.writers) < count:
+            self.writers.append(sql.Server(self.run.options.target, autocommit=False, role="write"))
+        self.write_pool = ThreadPoolExecutor(max_workers=count)
 
     def both(self, on_source: Callable[[sql.Server], Any], on_target: Callable[[sql.Server], Any]) -> tuple:
         """The same question asked of both servers at once."""
@@ -217,10 +229,13 @@ class TablePair:
         return source_answer, answer
 
     def close(self) -> None:
-        self.run.target_writes += self.target.writes
+        if self.write_pool is not None:
+            self.write_pool.shutdown()
         self.pool.shutdown()
+        for writer in self.writers:
+            self.run.target_writes += writer.writes
+            writer.close()
         self.source.close()
-        self.target.close()
 
     def __enter__(self):  # typing.Self is 3.11+; modules also import on 3.9
         return self
@@ -268,9 +283,8 @@ def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: C
         deletes = tuple(() for _row in range(target_sum.rows))
         return ChunkPlan(chunk, RowChanges(inserts=tuple(() for _row in whole), deletes=deletes), whole, into_empty=True)
     if target_sum.rows == 0:
-        found = sql.rows_in_range(pair.source, schema, chunk.lower, chunk.upper)
-        return ChunkPlan(chunk, RowChanges(inserts=tuple(key for key, _literal in found)),
-                         tuple(literal for _key, literal in found), into_empty=True)
+        found = sql.literals_in_range(pair.source, schema, chunk.lower, chunk.upper)
+        return ChunkPlan(chunk, RowChanges(inserts=((),) * len(found)), tuple(found), into_empty=True)
     return narrow(pair, schema, chunk)
 
 
@@ -290,9 +304,14 @@ def narrow(pair: TablePair, schema: TableSchema, chunk: Chunk) -> ChunkPlan:
     return ChunkPlan(chunk, changes, rows)
 
 
-def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress: list[tuple[str, str, str]]) -> None:
-    """One target transaction: deletes, then upserts, then the progress rows that describe them."""
-    target = pair.target
+def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress: list[tuple[str, str, str]],
+                target: sql.Server | None = None, previous: Future | None = None) -> None:
+    """One target transaction: deletes, then upserts, then the progress rows that describe them.
+
+    With several writers, ``previous`` is the chunk before this one: its commit is awaited before
+    the progress row is written, so progress never claims a chunk that is not committed.
+    """
+    target = target or pair.target
     try:
         target.begin()
         if schema.keyless:
@@ -300,6 +319,13 @@ def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress:
         elif plan.changes.deletes:
             sql.delete_keys(target, schema, plan.changes.deletes)
         sql.insert_rows(target, schema, plan.rows, upsert=not plan.into_empty)
+        if previous is not None:
+            try:
+                previous.result()
+            except BaseException as exc:
+                target.rollback()
+                raise DeltaError(f"{plan.chunk.describe()} was rolled back because the chunk before it failed: {exc}",
+                                 side="target", chunk=plan.chunk.describe()) from exc
         for table, item, value in progress:
             sql.write_state(target, pair.run.options.state_table, table, item, value)
         target.commit()
@@ -322,7 +348,12 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
         load = not schema.keyless and sql.count_rows(pair.target, schema) == 0
         pair.target.commit()
         chunks = load_chunks(pair, schema, resume) if load else plans(pair, schema, resume, counts)
-        pending = None
+        writers = LOAD_WRITERS if load and not run.check_mode else 1
+        if writers > 1:
+            pair.add_writers(writers)
+        pending: deque = deque()
+        previous: Future | None = None
+        submitted = 0
         for plan in chunks:
             counts.chunks_checked += 1
             if plan is None:
@@ -343,13 +374,19 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
                 "coords": coords, "run_started_at": progress.get("run_started_at") or _now()}))]
             if last and coords:
                 entries.append((schema.name, ITEM_BINLOG, dumps(coords)))
-            # The target writes chunk N while the source reads chunk N+1.
-            if pending is not None:
-                finish(run, schema, pending)
-            pending = (pair.pool.submit(apply_chunk, pair, schema, plan, entries), chunk.index)
+            # The target writes chunk N (and, loading, N-1) while the source reads chunk N+1.
+            if len(pending) >= writers:
+                finish(run, schema, pending.popleft())
+            if writers > 1 and pair.write_pool is not None:
+                previous = pair.write_pool.submit(apply_chunk, pair, schema, plan, entries,
+                                                  pair.writers[submitted % writers], previous)
+            else:
+                previous = pair.pool.submit(apply_chunk, pair, schema, plan, entries)
+            submitted += 1
+            pending.append((previous, chunk.index))
             wrote = True
-        if pending is not None:
-            finish(run, schema, pending)
+        while pending:
+            finish(run, schema, pending.popleft())
         if not run.check_mode and not wrote:
             entries = []
             if progress.get("status") == "in_progress":
@@ -375,13 +412,13 @@ def load_chunks(pair: TablePair, schema: TableSchema, lower: Key | None) -> Iter
     while True:
         began = time.monotonic()
         upper = sql.chunk_upper_bound(pair.source, schema, lower, size)
-        found = sql.rows_in_range(pair.source, schema, lower, upper)
+        found = sql.literals_in_range(pair.source, schema, lower, upper)
         if pair.run.options.chunk_size is None:
             size = next_chunk_size(size, time.monotonic() - began)
         chunk = Chunk(schema.name, index, lower, upper)
         if found or upper is None:
-            yield ChunkPlan(chunk, RowChanges(inserts=tuple(key for key, _literal in found)),
-                            tuple(literal for _key, literal in found), into_empty=True)
+            # Into an empty range every row is an insert; only their number is reported.
+            yield ChunkPlan(chunk, RowChanges(inserts=((),) * len(found)), tuple(found), into_empty=True)
         else:
             yield None
         if upper is None:
@@ -489,11 +526,17 @@ def apply_batch(pair: TablePair, batch: ChangeBatch, streamed: dict[str, BinlogP
                 sql.insert_rows(target, schema, rows)
                 continue
             keys = list(changes.keys)
-            rows = [literal for _key, literal in sql.rows_by_keys(pair.source, schema, keys)]
-            sql.delete_keys(target, schema, keys)
+            found = sql.rows_by_keys(pair.source, schema, keys)
+            present = {_comparable(key) for key, _literal in found}
+            # Only keys the source no longer has are deleted; the others are replaced in place,
+            # which rewrites only the secondary indexes whose columns changed (a DELETE plus
+            # INSERT rewrites every index entry of the row).
+            vanished = [key for key in keys if _comparable(key) not in present]
+            if vanished:
+                sql.delete_keys(target, schema, vanished)
             # REPLACE, not INSERT: a row re-read "now" may carry a unique value another row still
             # holds on the target until a later batch moves it; REPLACE converges where INSERT fails.
-            sql.insert_rows(target, schema, rows, verb="REPLACE")
+            sql.insert_rows(target, schema, [literal for _key, literal in found], verb="REPLACE")
         for name, position in streamed.items():
             if batch.end.order() > position.order():
                 sql.write_state(target, pair.run.options.state_table, name, ITEM_BINLOG, dumps(batch.end.as_result()))
@@ -505,6 +548,11 @@ def apply_batch(pair: TablePair, batch: ChangeBatch, streamed: dict[str, BinlogP
                          side="target") from exc
     if pair.run.after_chunk:
         pair.run.after_chunk("binlog", batch.end.position)
+
+
+def _comparable(key: tuple) -> tuple:
+    # Keys from the binary log are ints where the source's text protocol gives digits.
+    return tuple(str(value) if isinstance(value, int) else value for value in key)
 
 
 # --- watermark ---------------------------------------------------------------------------------

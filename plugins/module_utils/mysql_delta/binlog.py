@@ -12,6 +12,7 @@ position is stored in the same target transaction as the rows, so it is not repl
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import BinlogNotReady
@@ -160,6 +161,20 @@ def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: Bi
                 if schema.keyless:
                     changes.whole_table = True
                 positions = schema.key_positions()
+                fast = _fast_keys(event, schema)
+                if fast is not None:
+                    images, keys = fast
+                    if isinstance(event, UpdateRowsEvent):
+                        changes.updated += images // 2
+                    elif isinstance(event, WriteRowsEvent):
+                        changes.inserted += images
+                    else:
+                        changes.deleted += images
+                    if not schema.keyless:
+                        for key in keys:
+                            changes.touch(key)
+                    pending += images // 2 if isinstance(event, UpdateRowsEvent) else images
+                    continue
                 for row in event.rows:
                     if isinstance(event, UpdateRowsEvent):
                         changes.updated += 1
@@ -195,6 +210,122 @@ def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: Bi
     if batch or last_committed != start:
         batches.append(ChangeBatch(tables=batch, end=last_committed))
     return batches
+
+
+# --- keys straight from the row images ---------------------------------------------------------
+#
+# The library decodes every column of every row image into Python objects (dates, decimals,
+# strings), which is most of a binlog run's time; only the key is needed. Row images are a null
+# bitmap and the non-null values back to back, each with a width the table map's metadata
+# gives, so the key columns are cut out and everything else is skipped. Any type or layout not
+# known here falls back to the library's decoding of that event.
+
+_DECIMAL_DIGIT_BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+_INTEGER_TYPES = {1: 1, 2: 2, 9: 3, 3: 4, 8: 8}   # TINY, SHORT, INT24, LONG, LONGLONG -> bytes
+_FIXED_WIDTHS = {4: 4, 5: 8, 6: 0, 7: 4, 10: 3, 11: 3, 12: 8, 13: 1}  # FLOAT DOUBLE NULL TIMESTAMP DATE TIME DATETIME YEAR
+_TEMPORAL2 = {17: 4, 18: 5, 19: 3}                  # TIMESTAMP2, DATETIME2, TIME2 -> bytes before fractions
+_LENGTH_PREFIXED = {245, 249, 250, 251, 252, 255}    # JSON, blobs, GEOMETRY: length_size bytes of length
+
+
+def _decimal_width(precision: int, decimals: int) -> int:
+    whole = precision - decimals
+    return ((whole // 9) * 4 + _DECIMAL_DIGIT_BYTES[whole % 9]
+            + (decimals // 9) * 4 + _DECIMAL_DIGIT_BYTES[decimals % 9])
+
+
+def _column_reader(column) -> tuple[int, int] | None:
+    """(kind, size) of one table-map column: kind 0 fixed width, 1/2 a 1/2-byte length, 3 a
+    ``size``-byte length; None when the type is not known here."""
+    kind = column.type
+    if kind in _INTEGER_TYPES:
+        return 0, _INTEGER_TYPES[kind]
+    if kind in _FIXED_WIDTHS:
+        return 0, _FIXED_WIDTHS[kind]
+    if kind in _TEMPORAL2:
+        return 0, _TEMPORAL2[kind] + (int(column.fsp) + 1) // 2
+    if kind == 246:                                  # NEWDECIMAL
+        return 0, _decimal_width(int(column.precision), int(column.decimals))
+    if kind in (247, 248):                           # ENUM, SET
+        return 0, int(column.size)
+    if kind == 16:                                   # BIT
+        return 0, int(column.bytes)
+    if kind in (15, 253, 254):                       # VARCHAR, VAR_STRING, STRING
+        return (2 if column.max_length > 255 else 1), 0
+    if kind in _LENGTH_PREFIXED:
+        return 3, int(column.length_size)
+    return None
+
+
+def _fast_keys(event, schema: TableSchema) -> tuple[int, list[tuple]] | None:
+    """(row images, keys) read from the raw event, or None to let the library decode it."""
+    if not getattr(event, "complete", True):
+        return 0, []
+    columns = event.columns
+    if len(columns) != len(schema.columns):
+        return None                                  # _check_width reports it on the slow path
+    key_positions = schema.key_positions()
+    decoders: dict[int, Callable[[bytes], object]] = {}
+    for position in key_positions:
+        column = columns[position]
+        if column.type not in _INTEGER_TYPES:
+            return None
+        # Signedness from the catalog: without binlog_row_metadata=FULL the table map does not carry it.
+        signed = "unsigned" not in schema.columns[position].column_type.lower()
+        decoders[position] = (lambda raw, signed=signed: int.from_bytes(raw, "little", signed=signed))
+    readers = [_column_reader(column) for column in columns]
+    if any(reader is None for reader in readers):
+        return None
+    count = len(columns)
+    full = bytes([0xFF] * (count // 8)) + (bytes([(1 << (count % 8)) - 1]) if count % 8 else b"")
+    bitmaps = [getattr(event, "columns_present_bitmap", None)]
+    if hasattr(event, "columns_present_bitmap2"):
+        bitmaps.append(event.columns_present_bitmap2)
+    if any(bytes(bitmap or b"") != full for bitmap in bitmaps):
+        return None                                  # not a full row image
+    remaining = event.event_size - event.packet.read_bytes
+    data = event.packet.read(remaining)
+    try:
+        images, keys = _cut_keys(data, readers, decoders, key_positions, (count + 7) // 8)
+    except (IndexError, ValueError):
+        images, keys = -1, []
+    if images < 0:
+        event.packet.unread(data)
+        return None
+    return images, keys
+
+
+def _cut_keys(data: bytes, readers: list, decoders: dict, key_positions: tuple[int, ...],
+              null_bytes: int) -> tuple[int, list[tuple]]:
+    keys = []
+    offset = 0
+    end = len(data)
+    images = 0
+    while offset < end:
+        nulls = data[offset:offset + null_bytes]
+        offset += null_bytes
+        found = {}
+        for position, (kind, size) in enumerate(readers):
+            if nulls[position >> 3] & (1 << (position & 7)):
+                continue
+            if kind == 0:
+                width = size
+            elif kind == 1:
+                width = data[offset]
+                offset += 1
+            elif kind == 2:
+                width = data[offset] | (data[offset + 1] << 8)
+                offset += 2
+            else:
+                width = int.from_bytes(data[offset:offset + size], "little")
+                offset += size
+            if position in decoders:
+                found[position] = decoders[position](data[offset:offset + width])
+            offset += width
+        if len(found) != len(key_positions) or offset > end:
+            return -1, []
+        keys.append(tuple(found[position] for position in key_positions))
+        images += 1
+    return images, keys
 
 
 def _check_width(event, values: dict, schema: TableSchema) -> None:

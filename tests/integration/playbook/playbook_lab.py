@@ -89,6 +89,9 @@ class World:
         assert run.returncode == 0, run.stdout[-4000:]
 
     def teardown(self) -> None:
+        # read_only is global to the lab's one old server, which other tests and the demo share.
+        with mysql("127.0.56.1") as connection, connection.cursor() as cursor:
+            cursor.execute("SET GLOBAL read_only = OFF")
         for instance in (f"{self.lab_name}-web-old-1", f"{self.lab_name}-api-old-1",
                          f"{self.lab_name}-{self.environment}-web-new-1", f"{self.lab_name}-{self.environment}-api-new-1"):
             subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "lab" / "labapp.py"), "stop", "--instance", instance],
