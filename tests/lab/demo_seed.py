@@ -1,7 +1,7 @@
 """Seed "old prod" for the demo through the lab inventory's own seed playbook.
 
 The inventory (inventories/lab) is the one place that names the demo's world; this only runs
-`inventories/lab/seed.yml -l prod` (find-or-create, so a second `make demo` on a migrated lab
+`inventories/lab-support/seed.yml -i inventories/lab -l prod` (find-or-create, so a second `make demo` on a migrated lab
 changes nothing) and returns the names the demo's traffic and checks need.
 """
 
