@@ -139,7 +139,10 @@ options:
       - Rows per chunk. Default - start at 5000 and adapt so one chunk's checksum takes about 0.5 s.
     type: int
   parallel_tables:
-    description: Tables worked on at the same time, each with its own pair of connections.
+    description:
+      - Tables worked on at the same time, each with its own pair of connections.
+      - A table loaded into an empty target is written by two target connections, its chunks still committed in key
+        order.
     type: int
     default: 2
   fix_auto_increment:

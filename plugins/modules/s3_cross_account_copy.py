@@ -15,9 +15,15 @@ description:
     same ETag or the source ETag recorded on the target object (user metadata C(cutover-source-etag)); object bodies are
     never read to decide, and a multipart ETag that differs only because the parts differ does not force a recopy.
     A rerun therefore copies only what is missing or changed, and a run with nothing to do makes no write call.
+  - A single-part source object copied in one request gets the same ETag on the target (the MD5 of the same bytes), so
+    it is copied with one C(CopyObject) that has S3 copy its headers, user metadata and tags (C(MetadataDirective=COPY))
+    and is recognised on a rerun by the listing alone. Objects copied in parts, multipart sources, I(target.kms_key_id)
+    and a narrowed I(metadata) get the source ETag recorded in C(cutover-source-etag) instead (one C(HeadObject) first,
+    and one on each rerun).
   - C(server_side) copies with C(CopyObject) / C(UploadPartCopy) as the target identity, which needs the source bucket
-    policy to grant it C(s3:GetObject). C(stream) reads ranged GETs as the source identity and uploads them as the target
-    identity with multipart uploads, holding at most I(concurrency) x I(part_size) bytes in memory and nothing on disk.
+    policy to grant it C(s3:GetObject). C(stream) reads as the source identity and writes as the target identity, with one
+    GET and one PUT for an object that fits in memory whole, ranged GETs into a multipart upload for larger ones, holding
+    at most I(concurrency) x I(part_size) bytes in memory and nothing on disk.
     C(auto) tries server-side and falls back to stream per object on AccessDenied; RV(method_used) tells which was used.
   - Every copy is conditional on the source ETag seen in the listing (C(CopySourceIfMatch) / C(If-Match)), so an object
     changed during the copy fails cleanly (and is copied by the next run) instead of becoming a mix of two versions.
@@ -69,7 +75,8 @@ options:
   multipart_threshold:
     description:
       - Server-side copies of objects larger than this use C(UploadPartCopy) in parallel parts; at most 5 GiB (objects
-        over 5 GiB always use multipart copy). Streamed objects larger than I(part_size) always go in parts.
+        over 5 GiB always use multipart copy). Streamed objects go in parts above this size too, and above
+        I(concurrency) x I(part_size) (the memory bound); below both they take one GET and one PUT.
     type: raw
     default: 256MiB
   metadata:
@@ -95,8 +102,12 @@ options:
         type: int
         required: true
   verify:
-    description: After copying, check from a listing of the target that every copied object has the source's size and
-      ETag (or records it); mismatches are reported as failures.
+    description:
+      - After copying, check that every copied object has the source's size and ETag (or records it); mismatches are
+        reported as failures.
+      - An object whose single write S3 answered with the source's ETag is verified by that answer (S3 computed it over
+        the bytes it stored). The others are read back, with one C(HeadObject) each when up to 100, else with one listing
+        of the target.
     type: bool
     default: true
   progress_file:

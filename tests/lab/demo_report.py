@@ -168,7 +168,7 @@ def render_timeline(traffic: list[dict], windows: dict[str, tuple[float, float]]
     axes.set_xlabel("seconds since start")
     axes.set_ylabel("requests per second")
     axes.set_title("cutover.migration lab demo: traffic during the migration")
-    axes.legend(loc="upper left", fontsize=8)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -172,3 +172,30 @@ def test_a_side_without_database_is_refused_naming_the_side():
 def test_chunks_describe_themselves_for_error_messages():
     assert Chunk("orders", 3, ("10",), None).describe() == "orders#3 (10 .. +inf]"
     assert Chunk("blobs", 0, None, (b"\x01",)).describe() == "blobs#0 (-inf .. 0x01]"
+
+
+def test_keys_are_cut_from_raw_row_images_skipping_every_other_column():
+    from types import SimpleNamespace as column
+
+    from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.binlog import (
+        _column_reader,
+        _cut_keys,
+        _signed_integer,
+        _unsigned_integer,
+    )
+    # Table map: BIGINT UNSIGNED key, VARCHAR(300) (2-byte length), DATETIME(6), DECIMAL(20,6), BLOB, INT key part.
+    columns = [column(type=8), column(type=15, max_length=1200), column(type=18, fsp=6),
+               column(type=246, precision=20, decimals=6), column(type=252, length_size=2), column(type=3)]
+    readers = [_column_reader(c) for c in columns]
+    assert readers == [(0, 8), (2, 0), (0, 8), (0, 10), (3, 2), (0, 4)]
+    decoders = {0: _unsigned_integer, 5: _signed_integer}
+    first = (bytes([0b000100])  # column 2 (DATETIME) is NULL
+             + (2**63 + 5).to_bytes(8, "little") + (3).to_bytes(2, "little") + b"a,b"
+             + bytes(10) + (4).to_bytes(2, "little") + b"\x00\xff'\\" + (-7).to_bytes(4, "little", signed=True))
+    second = (bytes([0b010010])  # VARCHAR and BLOB are NULL
+              + (1).to_bytes(8, "little") + bytes(8) + bytes(10) + (42).to_bytes(4, "little", signed=True))
+    images, keys = _cut_keys(first + second, readers, decoders, (5, 0), 1)
+    assert images == 2
+    assert keys == [(-7, 2**63 + 5), (42, 1)]
+    # A row image that does not end where the event ends is refused (the caller decodes it the slow way).
+    assert _cut_keys(first + second[:-2], readers, decoders, (0, 5), 1)[0] == -1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -15,14 +16,16 @@ from ansible_collections.cutover.migration.plugins.module_utils.s3_copy import (
     ObjectState,
     S3CopyError,
     Shard,
+    answer_proves_copy,
     build_options,
+    copies_in_one_request,
+    memory_slots,
     parse_metadata,
     parse_size,
     part_ranges,
     plan_copy,
     render_plan,
     shard_of,
-    memory_slots,
     uses_multipart,
 )
 
@@ -148,6 +151,31 @@ def test_streamed_objects_go_whole_only_while_they_fit_the_memory_bound():
     wide = options(part_size="8MiB", multipart_threshold="16MiB", concurrency=16)
     assert uses_multipart(16 * MIB + 1, wide, "stream") and uses_multipart(16 * MIB + 1, wide, "server_side")
     assert memory_slots(0, wide) == 1
+
+
+def test_one_copy_request_only_where_the_target_etag_will_equal_the_source_etag():
+    settings = options(part_size="8MiB", multipart_threshold="16MiB")
+    single = obj("a.bin", 64 * 1024, '"9e107d9d372bb6826bd81d3542a419d6"')
+    assert copies_in_one_request(single, settings)
+    # A multipart source: CopyObject would give the target an MD5 ETag, so the source ETag is recorded.
+    assert not copies_in_one_request(obj("a.bin", 64 * 1024, '"9e107d9d372bb6826bd81d3542a419d6-2"'), settings)
+    # Copied in parts: the target ETag depends on the part size.
+    assert not copies_in_one_request(obj("a.bin", 16 * MIB + 1, '"9e107d9d372bb6826bd81d3542a419d6"'), settings)
+    # SSE-KMS ETags are no MD5.
+    assert not copies_in_one_request(single, dataclasses.replace(options(), kms_key_id="alias/migration"))
+    # MetadataDirective COPY copies every header: narrowing what is kept needs REPLACE.
+    assert not copies_in_one_request(single, options(metadata=["content_type", "user", "tags"]))
+    assert copies_in_one_request(single, options(metadata=["content_type", "cache_control", "content_encoding",
+                                                           "content_disposition", "content_language", "expires",
+                                                           "user"]))
+
+
+def test_a_write_answered_with_the_source_etag_proves_the_copy():
+    source = obj("a.bin", 10, '"9e107d9d372bb6826bd81d3542a419d6"')
+    assert answer_proves_copy(source, "9e107d9d372bb6826bd81d3542a419d6")
+    assert answer_proves_copy(source, '"9e107d9d372bb6826bd81d3542a419d6"')
+    assert not answer_proves_copy(source, '"0cc175b9c0f1b6a831c399e269772661"')
+    assert not answer_proves_copy(source, None)
 
 
 # ---- the plan -------------------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 
 from ansible_collections.cutover.migration.plugins.module_utils.s3_copy_transfer import (
+    MemorySlots,
     Progress,
     encode_tags,
     with_retries,
@@ -72,3 +75,38 @@ def test_progress_lines_report_counts_rate_and_eta(tmp_path):
 def test_tags_are_url_encoded_for_the_tagging_header():
     assert encode_tags([{"Key": "owner", "Value": "recommend team"}, {"Key": "a+b", "Value": "x&y"}]) == \
         "owner=recommend+team&a%2Bb=x%26y"
+
+
+def test_memory_slots_never_hand_out_more_than_their_count_and_serve_in_order():
+    slots = MemorySlots(4)
+    held = []
+    peak = []
+    order = []
+    lock = threading.Lock()
+
+    def take(name: str, wanted: int) -> None:
+        with slots.hold(wanted):
+            with lock:
+                held.append(wanted)
+                peak.append(sum(held))
+                order.append(name)
+            time.sleep(0.02)
+            with lock:
+                held.remove(wanted)
+
+    with slots.hold(3):
+        # The whole-object request (4) queues first; a later single slot must not overtake it.
+        large = threading.Thread(target=take, args=("large", 4))
+        large.start()
+        time.sleep(0.05)
+        small = threading.Thread(target=take, args=("small", 1))
+        small.start()
+        time.sleep(0.05)
+        assert order == []
+    large.join()
+    small.join()
+    assert order == ["large", "small"]
+    assert max(peak) <= 4
+    # More than the count is capped at the count instead of waiting forever.
+    with slots.hold(99):
+        pass

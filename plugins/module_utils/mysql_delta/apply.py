@@ -205,10 +205,14 @@ def for_each_table(run: Run, tables: list[str], work: Callable[[Run, TableSchema
 class TablePair:
     """A worker's own connections: source (autocommit reads) and target (one transaction per chunk)."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, source: sql.Server | None = None, target: sql.Server | None = None):
+        """``source``/``target``: connections the caller keeps (and closes); new ones otherwise."""
         self.run = run
-        self.source = sql.Server(run.options.source)
-        self.target = sql.Server(run.options.target, autocommit=False, role="write")
+        self.borrowed = source is not None and target is not None
+        self.source = source if source is not None and target is not None else sql.Server(run.options.source)
+        self.target = target if source is not None and target is not None else \
+            sql.Server(run.options.target, autocommit=False, role="write")
+        self.writes_before = self.target.writes
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.writers: list[sql.Server] = [self.target]
         self.write_pool: ThreadPoolExecutor | None = None
@@ -233,9 +237,11 @@ class TablePair:
             self.write_pool.shutdown()
         self.pool.shutdown()
         for writer in self.writers:
-            self.run.target_writes += writer.writes
-            writer.close()
-        self.source.close()
+            self.run.target_writes += writer.writes - (self.writes_before if writer is self.target else 0)
+            if writer is not self.target or not self.borrowed:
+                writer.close()
+        if not self.borrowed:
+            self.source.close()
 
     def __enter__(self):  # typing.Self is 3.11+; modules also import on 3.9
         return self
@@ -489,7 +495,8 @@ def sync_by_binlog(run: Run, tables: list[str], source: sql.Server, target: sql.
         return start
     schemas = {name: run.schemas[name] for name in streamed}
     last = start
-    with TablePair(run) as pair:
+    # The run's own connections: a binlog delta is usually small, and connecting is a fixed cost.
+    with TablePair(run, source, target) as pair:
         while last.order() < end.order():
             # The stream is drained before anything is applied: a replica connection left waiting
             # while batches are written gets dropped by the server, and the library's reconnect then

@@ -270,8 +270,8 @@ def _fast_keys(event, schema: TableSchema) -> tuple[int, list[tuple]] | None:
         if column.type not in _INTEGER_TYPES:
             return None
         # Signedness from the catalog: without binlog_row_metadata=FULL the table map does not carry it.
-        signed = "unsigned" not in schema.columns[position].column_type.lower()
-        decoders[position] = (lambda raw, signed=signed: int.from_bytes(raw, "little", signed=signed))
+        unsigned = "unsigned" in schema.columns[position].column_type.lower()
+        decoders[position] = _unsigned_integer if unsigned else _signed_integer
     readers = [_column_reader(column) for column in columns]
     if any(reader is None for reader in readers):
         return None
@@ -292,6 +292,14 @@ def _fast_keys(event, schema: TableSchema) -> tuple[int, list[tuple]] | None:
         event.packet.unread(data)
         return None
     return images, keys
+
+
+def _unsigned_integer(raw: bytes) -> int:
+    return int.from_bytes(raw, "little", signed=False)
+
+
+def _signed_integer(raw: bytes) -> int:
+    return int.from_bytes(raw, "little", signed=True)
 
 
 def _cut_keys(data: bytes, readers: list, decoders: dict, key_positions: tuple[int, ...],

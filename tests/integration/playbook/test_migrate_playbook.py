@@ -5,45 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from playbook_lab import REPO_ROOT, World, account_session, resolve, scalar, table_checksums
+from playbook_lab import REPO_ROOT, account_session, assert_migrated, new_load_balancer_address, resolve
 
 pytestmark = pytest.mark.timeout(1500)
-
-
-def new_load_balancer_address(world: World, lab: dict) -> str:
-    elbv2 = account_session(lab["LAB_ACCOUNT_NEW"]).client("elbv2")
-    dns_name = elbv2.describe_load_balancers(Names=[f"{world.lab_name}-new"])["LoadBalancers"][0]["DNSName"]
-    return next(iter(resolve(lab["LAB_RESOLVER"], dns_name)))
-
-
-def assert_migrated(world: World, lab: dict) -> None:
-    # Public name on the new load balancer, DB endpoint on the new server, through the resolver.
-    assert resolve(lab["LAB_RESOLVER"], f"www.{world.domain}") == {new_load_balancer_address(world, lab)}
-    assert resolve(lab["LAB_RESOLVER"], f"db.{world.domain}") == {"127.0.56.2"}
-    assert resolve(lab["LAB_VPC_RESOLVER_NEW"], f"api.{world.lab_name}.internal") == {"127.0.58.111"}
-    # Rows: users and products equal on both servers; orders: every source row plus the smoke-test writes.
-    assert table_checksums("127.0.56.1", world.database, ["users", "products"]) == \
-        table_checksums("127.0.56.2", world.database, ["users", "products"])
-    source_orders = scalar("127.0.56.1", "SELECT COUNT(*) FROM orders", world.database)
-    last_source_order = scalar("127.0.56.1", "SELECT MAX(id) FROM orders", world.database)
-    assert scalar("127.0.56.2", f"SELECT COUNT(*) FROM orders WHERE id <= {last_source_order}", world.database) == source_orders
-    assert scalar("127.0.56.2", f"SELECT COUNT(*) FROM orders WHERE id > {last_source_order}", world.database) >= 1  # smoke write
-    assert scalar("127.0.56.2", "SELECT COUNT(*) - COUNT(DISTINCT id) FROM orders", world.database) == 0
-    next_id = scalar("127.0.56.2", "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                                   "AND TABLE_NAME = 'orders'", world.database)
-    assert next_id > scalar("127.0.56.2", "SELECT MAX(id) FROM orders", world.database)
-    # Objects: every source key in the new bucket with the same size.
-    old_s3 = account_session(lab["LAB_ACCOUNT_OLD"]).client("s3")
-    new_s3 = account_session(lab["LAB_ACCOUNT_NEW"]).client("s3")
-    source = {o["Key"]: o["Size"] for o in old_s3.list_objects_v2(Bucket=f"{world.lab_name}-models")["Contents"]}
-    target = {o["Key"]: o["Size"] for o in new_s3.list_objects_v2(Bucket=f"{world.lab_name}-models-{lab['LAB_ACCOUNT_NEW']}")["Contents"]}
-    assert target == source
-    # The new web host is in service behind both load balancers.
-    for account, group in ((lab["LAB_ACCOUNT_OLD"], f"{world.lab_name}-web-old"), (lab["LAB_ACCOUNT_NEW"], f"{world.lab_name}-web-new")):
-        elbv2 = account_session(account).client("elbv2")
-        arn = elbv2.describe_target_groups(Names=[group])["TargetGroups"][0]["TargetGroupArn"]
-        targets = {t["Target"]["Id"] for t in elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]}
-        assert "127.0.58.101" in targets
 
 
 def test_migration_runs_every_stage_and_a_second_run_changes_nothing(world, lab):

@@ -75,6 +75,46 @@ def test_copied_objects_record_the_source_etag(s3_lab, granted_dataset, copied):
     assert target_head["Metadata"]["cutover-source-etag"] == source_etag.strip('"')
 
 
+def test_single_part_objects_are_copied_in_one_request_and_keep_the_source_etag(s3_lab, granted_dataset, copied):
+    target_bucket, result = copied
+    # One CopyObject per object copied whole (MetadataDirective COPY); HeadObject and GetObjectTagging
+    # only for the two objects copied in parts (CreateMultipartUpload needs their headers and tags).
+    source_calls, target_calls = result["requests"]["source"], result["requests"]["target"]
+    whole = len(granted_dataset.keys) - 2
+    assert target_calls["CopyObject"] == whole
+    assert source_calls.get("HeadObject") == 2 and source_calls.get("GetObjectTagging") == 2
+    source_head = s3_lab.source_s3.head_object(Bucket=granted_dataset.bucket, Key=DESCRIBED_KEY)
+    target_head = s3_lab.target_s3.head_object(Bucket=target_bucket, Key=DESCRIBED_KEY)
+    # Same bytes in one part: the same ETag, which is what the rerun compares (no recorded ETag needed).
+    assert target_head["ETag"] == source_head["ETag"]
+    # Verified by the ETag each CopyObject answered with, plus one HeadObject per multipart copy.
+    assert result["verified"] == len(granted_dataset.keys)
+    assert target_calls.get("HeadObject") == 2 and target_calls["ListObjectsV2"] == 1
+
+
+def test_a_copy_whose_target_etag_differs_is_redone_recording_the_source_etag(s3_lab, granted_dataset):
+    """A target that encrypts with KMS by default answers CopyObject with an ETag that is no MD5."""
+    target_bucket = unique("cutover-dst-kms")
+    target = s3_lab.fresh_target_session()
+
+    def answer_like_sse_kms(parsed, model, **_):
+        if model.name == "CopyObject" and parsed.get("CopyObjectResult", {}).get("ETag"):
+            parsed["CopyObjectResult"]["ETag"] = '"0123456789abcdef0123456789abcdef"'
+
+    target.session.events.register("after-call.s3.CopyObject", answer_like_sse_kms)
+    # The described object carries every content header (Expires too) through the REPLACE copy.
+    result = copy(s3_lab, granted_dataset.bucket, target_bucket, session=target, include=["reports/*", DESCRIBED_KEY])
+    assert result["objects"]["copied"] == 3 and result["failures"] == []
+    # First the one-request copy, then the HeadObject + CopyObject (REPLACE) that records the source ETag.
+    assert result["requests"]["target"]["CopyObject"] == 6 and result["requests"]["source"]["HeadObject"] == 3
+    for key in ("reports/q1 summary.csv", "reports/2024 Q2/売上 レポート.csv", DESCRIBED_KEY):
+        source_etag = s3_lab.source_s3.head_object(Bucket=granted_dataset.bucket, Key=key)["ETag"]
+        head = s3_lab.target_s3.head_object(Bucket=target_bucket, Key=key)
+        assert head["Metadata"]["cutover-source-etag"] == source_etag.strip('"')
+    assert_same_objects(s3_lab, granted_dataset.bucket, target_bucket,
+                        [key for key in granted_dataset.keys if key.startswith("reports/") or key == DESCRIBED_KEY])
+
+
 def test_rerun_copies_nothing_and_makes_no_write_call(s3_lab, granted_dataset, copied):
     target_bucket, _ = copied
     target = s3_lab.fresh_target_session()
@@ -111,6 +151,25 @@ def test_stream_copies_when_the_target_identity_may_not_read_the_source(s3_lab, 
     assert result["failures"] == []
     assert result["method_used"] == {"server_side": 0, "stream": len(dataset.keys)}
     assert_same_objects(s3_lab, dataset.bucket, target_bucket, dataset.keys)
+
+
+def test_stream_moves_objects_that_fit_the_memory_bound_in_one_get_and_one_put(s3_lab, dataset):
+    target_bucket = unique("cutover-dst-stream-whole")
+    # 8 buffers of 5 MiB: the 6 MiB and 11 MiB objects fit whole (2 and 3 buffers), under the 16 MiB threshold.
+    settings = {"include": ["big/*"], "method": "stream", "multipart_threshold": "16MiB"}
+    result = copy(s3_lab, dataset.bucket, target_bucket, **settings)
+    assert result["failures"] == [] and result["method_used"] == {"server_side": 0, "stream": 2}
+    assert result["requests"]["source"]["GetObject"] == 2 and result["requests"]["target"]["PutObject"] == 2
+    assert "UploadPart" not in result["requests"]["target"]
+    assert_same_objects(s3_lab, dataset.bucket, target_bucket, [MULTIPART_KEY, SINGLE_LARGE_KEY])
+    # The multipart source's ETag cannot match a one-part upload: it is recorded, and the rerun reads it.
+    source_etag = s3_lab.source_s3.head_object(Bucket=dataset.bucket, Key=MULTIPART_KEY)["ETag"]
+    head = s3_lab.target_s3.head_object(Bucket=target_bucket, Key=MULTIPART_KEY)
+    assert head["Metadata"]["cutover-source-etag"] == source_etag.strip('"')
+    target = s3_lab.fresh_target_session()
+    counter = WriteCounter(target)
+    rerun = copy(s3_lab, dataset.bucket, target_bucket, session=target, **settings)
+    assert rerun["changed"] is False and counter.writes == [] and counter.calls.count("HeadObject") == 1
 
 
 def test_auto_without_bucket_policy_falls_back_to_stream_per_object(s3_lab, dataset):
