@@ -178,7 +178,6 @@ def main() -> int:
                 delete_zone(old, zone)
                 delete_zone(new, zone)
 
-
     print(f"{'records':>8} {'way':<28} {'wall s':>9} {'change calls':>13} {'list calls':>11}")
     for row in rows:
         for way, label in (("cutover", "cutover.route53_zone_clone"), ("octodns", "octoDNS Route53->Route53"),

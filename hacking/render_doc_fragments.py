@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Render the ``source``/``target``/``account`` doc fragments from one table of account options.
 
 Ansible merges doc fragments only one option deep, so a module whose ``source`` has keys of its

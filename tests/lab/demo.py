@@ -63,14 +63,15 @@ def run_playbook(log_path: Path, stage_log: Path, kill_in_role: str | None = Non
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if kill_in_role:
             while process.poll() is None:
-                started = [r for r in demo_report.read_jsonl(stage_log)
-                           if r.get("event") == "task_start" and (r.get("role") or "").endswith(kill_in_role)]
-                if len(started) >= 2:  # inside the stage, past its "is it done?" check
+                in_stage = [r for r in demo_report.read_jsonl(stage_log) if (r.get("role") or "").endswith(kill_in_role)]
+                # Killed just after the stage's first change: half done, the worst place to stop.
+                changed = [r for r in in_stage if r.get("event") == "task_ok" and r.get("changed")]
+                if changed:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
-                    say(f"fault injected: killed the playbook inside {kill_in_role} ({started[-1]['task']})")
+                    say(f"fault injected: killed the playbook inside {kill_in_role} after '{changed[0]['task']}'")
                     break
-                time.sleep(0.2)
+                time.sleep(0.1)
         process.wait()
     return process.returncode, log_path.read_text(errors="replace")
 

@@ -90,8 +90,8 @@ def test_same_zone_aliases_are_rewritten_and_come_after_their_targets():
         RecordSet.build("example.com", "A", alias=Alias("alb-1.us-east-1.elb.amazonaws.com.", "Z35SXDOTRQ7X7K")),
     ]
     desired, *_unused = desired_target_records(source, source_zone_name="example.com", source_zone_id="ZOLD",
-                                         target_zone_name="example.com", target_zone_id="ZNEW", options=CloneOptions(),
-                                         health_check_ids={})
+                                               target_zone_name="example.com", target_zone_id="ZNEW", options=CloneOptions(),
+                                               health_check_ids={})
     plan = plan_record_changes(desired, [], zone_name="example.com")
     assert [change.record.name for change in plan.changes] == ["example.com.", "www.example.com.", "cdn.example.com."]
     assert plan.changes[0].record.alias.hosted_zone_id == "Z35SXDOTRQ7X7K"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Seed (or tear down) the *old* side of one lab environment, as inventories/lab describes it.
 
     lab_world.py seed --spec JSON [--rows N] [--objects N]

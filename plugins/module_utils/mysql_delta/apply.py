@@ -496,7 +496,7 @@ def sync_by_binlog(run: Run, tables: list[str], source: sql.Server, target: sql.
     schemas = {name: run.schemas[name] for name in streamed}
     last = start
     # The run's own connections: a binlog delta is usually small, and connecting is a fixed cost.
-    with TablePair(run, source, target) as pair:
+    with TablePair(run, source, target) as pair, ThreadPoolExecutor(max_workers=1) as reader:
         while last.order() < end.order():
             # The stream is drained before anything is applied: a replica connection left waiting
             # while batches are written gets dropped by the server, and the library's reconnect then
@@ -505,7 +505,12 @@ def sync_by_binlog(run: Run, tables: list[str], source: sql.Server, target: sql.
                                    max_keys=MAX_KEYS_IN_MEMORY)
             if not batches:
                 break
-            for batch in batches:
+            # The source's rows of batch N+1 are read while batch N is written to the target.
+            upcoming = None if run.check_mode else reader.submit(read_batch_rows, pair, batches[0])
+            for number, batch in enumerate(batches):
+                rows = upcoming.result() if upcoming is not None else {}
+                if not run.check_mode and number + 1 < len(batches):
+                    upcoming = reader.submit(read_batch_rows, pair, batches[number + 1])
                 for name, changes in batch.tables.items():
                     counts = run.counts[name]
                     counts.rows_inserted += changes.inserted
@@ -513,27 +518,45 @@ def sync_by_binlog(run: Run, tables: list[str], source: sql.Server, target: sql.
                     counts.rows_deleted += changes.deleted
                     counts.copied_whole = counts.copied_whole or changes.whole_table
                 if batch.tables and not run.check_mode:
-                    apply_batch(pair, batch, streamed)
+                    apply_batch(pair, batch, streamed, rows)
                 last = batch.end
             if batches[-1].end == batches[0].end and not batches[-1].tables:
                 break
     return last
 
 
-def apply_batch(pair: TablePair, batch: ChangeBatch, streamed: dict[str, BinlogPosition]) -> None:
+def read_batch_rows(pair: TablePair, batch: ChangeBatch) -> dict[str, list[tuple]]:
+    """The source's rows now for every key of the batch (all rows of a keyless table).
+
+    Read after the batch's events were streamed, so each row is at least as new as its events;
+    re-applying "the source's row now" is idempotent, which makes reading it early safe.
+    """
+    found = {}
+    for name, changes in batch.tables.items():
+        schema = pair.run.schemas[name]
+        if changes.whole_table:
+            found[name] = sql.rows_in_range(pair.source, schema, None, None)
+        else:
+            found[name] = sql.rows_by_keys(pair.source, schema, list(changes.keys))
+    return found
+
+
+def apply_batch(pair: TablePair, batch: ChangeBatch, streamed: dict[str, BinlogPosition],
+                source_rows: dict[str, list[tuple]] | None = None) -> None:
     """The batch's rows as the source has them now, and the new position, in one target transaction."""
     target = pair.target
+    if not source_rows:
+        source_rows = read_batch_rows(pair, batch)
     try:
         target.begin()
         for name, changes in batch.tables.items():
             schema = pair.run.schemas[name]
             if changes.whole_table:
-                rows = [literal for _key, literal in sql.rows_in_range(pair.source, schema, None, None)]
                 sql.delete_all(target, schema)
-                sql.insert_rows(target, schema, rows)
+                sql.insert_rows(target, schema, [literal for _key, literal in source_rows[name]])
                 continue
             keys = list(changes.keys)
-            found = sql.rows_by_keys(pair.source, schema, keys)
+            found = source_rows[name]
             present = {_comparable(key) for key, _literal in found}
             # Only keys the source no longer has are deleted; the others are replaced in place,
             # which rewrites only the secondary indexes whose columns changed (a DELETE plus

@@ -132,6 +132,11 @@ def resolve(resolver: str, name: str) -> set[str]:
     raise AssertionError(f"{resolver} did not answer {name}")
 
 
+def authoritative_answer(server: str, name: str) -> set[str]:
+    """The A addresses one authoritative server answers (aliases resolved by the lab's DNS server), no cache."""
+    return resolve(server, name)
+
+
 def mysql(host: str, database: str | None = None) -> pymysql.connections.Connection:
     return pymysql.connect(host=host, port=3306, user="lab", password="lab", database=database, autocommit=True)
 

@@ -72,7 +72,7 @@ def test_flip_to_a_load_balancer_alias_resolves_to_its_address(lab, accounts, se
 def test_ttl_only_lowers_ttls_and_keeps_values(accounts, service_zone):
     zone, zone_id = service_zone
     _unused, counter = records(accounts, zone, [{"name": name, "type": "A", "ttl": 30} for name in SERVICES[:5]],
-                         ttl_only=True)
+                               ttl_only=True)
     assert counter.changes == 1
     by_name = {record.name: record for record in records_of(session_for(accounts["new"]).client("route53"), zone_id)}
     assert by_name[f"svc-00.{zone}"].ttl == 30 and by_name[f"svc-00.{zone}"].values == ("192.0.2.1",)
