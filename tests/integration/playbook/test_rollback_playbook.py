@@ -33,7 +33,7 @@ def post_order(address: str, port: int, user_id: int, amount: str) -> dict:
         return json.loads(response.read())
 
 
-def test_rollback_points_every_name_back_and_brings_the_new_side_writes_to_the_old_db(world, lab):
+def test_rollback_points_every_name_back_brings_the_new_side_writes_to_the_old_db_and_can_be_migrated_again(world, lab):
     # The DNS stage waits for the authoritative servers only: waiting out the old alias answer's 60 s
     # in the resolver (test_migrate_playbook covers it) would only be waited again by the rollback.
     migrated = world.playbook("playbooks/migrate.yml", "-e", '{"dns_stage_stages": ["authoritative"]}')
@@ -72,3 +72,11 @@ def test_rollback_points_every_name_back_and_brings_the_new_side_writes_to_the_o
     rerun = world.playbook("playbooks/rollback.yml")
     assert rerun.returncode == 0, rerun.stdout[-6000:]
     assert rerun.changed_total == 0, {host: counts["changed"] for host, counts in rerun.recap.items()}
+
+
+    # The rollback left the new DB frozen; migrating again unfreezes it after the flip, and the
+    # smoke test's write through the application account (no SUPER) lands there.
+    migrated_again = world.playbook("playbooks/migrate.yml", "-e", '{"dns_stage_stages": ["authoritative"]}')
+    assert migrated_again.returncode == 0, migrated_again.stdout[-6000:]
+    assert resolve(lab["LAB_RESOLVER"], f"db.{world.domain}") == {MYSQL_NEW}
+    assert scalar(MYSQL_NEW, f"SELECT COUNT(*) FROM orders WHERE id > {again['id']}", world.database) >= 1
