@@ -78,7 +78,7 @@ def lab_env() -> dict[str, str]:
     env = {}
     for line in out.stdout.splitlines():
         if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
+            name, _unused, value = line[len("export "):].partition("=")
             env[name] = value.strip("'\"")
     return env
 
@@ -89,7 +89,7 @@ def make_dataset(s3, bucket: str, shape) -> tuple[int, int]:
     for count, size, label in shape:
         for number in range(count):
             jobs.append((f"{label}/{number // 100:03d}/object-{number:05d}.bin", size))
-    blobs = {size: os.urandom(size) for _, size, _ in shape}
+    blobs = {size: os.urandom(size) for _unused, size, _unused_2 in shape}
 
     def put(job):
         key, size = job
@@ -100,7 +100,7 @@ def make_dataset(s3, bucket: str, shape) -> tuple[int, int]:
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(put, jobs))
-    return len(jobs), sum(size for _, size in jobs)
+    return len(jobs), sum(size for _unused, size in jobs)
 
 
 def remove_buckets(s3, marker: str) -> None:

@@ -130,7 +130,7 @@ def test_an_object_too_big_for_10000_parts_gets_larger_parts():
     ranges = part_ranges(size, 64 * MIB)
     assert len(ranges) <= MAX_PARTS
     assert ranges[-1][2] == size - 1
-    assert all((last - first + 1) % MIB == 0 for _, first, last in ranges[:-1])
+    assert all((last - first + 1) % MIB == 0 for _unused, first, last in ranges[:-1])
 
 
 def test_objects_over_five_gib_are_copied_in_parts_whatever_the_threshold():

@@ -29,5 +29,3 @@ def granted_dataset(s3_lab) -> Dataset:
     keys = write_dataset(s3_lab, bucket)
     s3_lab.grant_target_read(bucket)
     return Dataset(bucket=bucket, keys=keys)
-
-

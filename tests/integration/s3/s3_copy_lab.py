@@ -201,9 +201,10 @@ def open_uploads(s3, bucket: str) -> list[dict]:
 class WriteCounter:
     """Counts S3 calls seen by a botocore session, independently of the module's own counting."""
 
-    WRITES = frozenset({"PutObject", "CopyObject", "UploadPart", "UploadPartCopy", "CreateMultipartUpload",
-              "CompleteMultipartUpload", "DeleteObject", "DeleteObjects", "CreateBucket", "PutObjectTagging",
-              "AbortMultipartUpload", "PutBucketPolicy"})
+    WRITES = frozenset({
+        "PutObject", "CopyObject", "UploadPart", "UploadPartCopy", "CreateMultipartUpload", "CompleteMultipartUpload",
+        "DeleteObject", "DeleteObjects", "CreateBucket", "PutObjectTagging", "AbortMultipartUpload", "PutBucketPolicy",
+    })
 
     def __init__(self, account_session) -> None:
         self.calls: list[str] = []

@@ -67,7 +67,7 @@ def test_copy_keeps_bytes_content_headers_metadata_and_tags(s3_lab, granted_data
 
 
 def test_copied_objects_record_the_source_etag(s3_lab, granted_dataset, copied):
-    target_bucket, _ = copied
+    target_bucket, _unused = copied
     source_etag = s3_lab.source_s3.head_object(Bucket=granted_dataset.bucket, Key=MULTIPART_KEY)["ETag"]
     target_head = s3_lab.target_s3.head_object(Bucket=target_bucket, Key=MULTIPART_KEY)
     # 6 MiB source parts, 5 MiB copy parts: different multipart ETags for the same bytes.
@@ -116,7 +116,7 @@ def test_a_copy_whose_target_etag_differs_is_redone_recording_the_source_etag(s3
 
 
 def test_rerun_copies_nothing_and_makes_no_write_call(s3_lab, granted_dataset, copied):
-    target_bucket, _ = copied
+    target_bucket, _unused = copied
     target = s3_lab.fresh_target_session()
     counter = WriteCounter(target)
     result = copy(s3_lab, granted_dataset.bucket, target_bucket, session=target)

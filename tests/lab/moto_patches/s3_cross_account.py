@@ -154,7 +154,7 @@ def _copy_source(response: Any) -> tuple[str, str] | None:
     if isinstance(header, bytes):
         header = header.decode("utf-8")
     path = unquote(urlparse(header).path).lstrip("/")
-    bucket, _, key = path.partition("/")
+    bucket, _unused, key = path.partition("/")
     return bucket, key
 
 
