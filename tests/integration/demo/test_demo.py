@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[3]
 def set_old_server_writable(lab) -> None:
     # The DB stage freezes the whole old server (read_only is server-wide); other tests share it.
     url = urlparse(lab["LAB_MYSQL_OLD"])
-    with pymysql.connect(host=url.hostname, port=url.port, user=url.username, password=url.password) as connection:
-        with connection.cursor() as cursor:
-            cursor.execute("SET GLOBAL read_only = OFF")
+    connection = pymysql.connect(host=url.hostname, port=url.port, user=url.username, password=url.password)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SET GLOBAL read_only = OFF")
 
 
 @pytest.fixture
