@@ -354,9 +354,13 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
         load = not schema.keyless and sql.count_rows(pair.target, schema) == 0
         pair.target.commit()
         chunks = load_chunks(pair, schema, resume) if load else plans(pair, schema, resume, counts)
-        writers = LOAD_WRITERS if load and not run.check_mode else 1
-        if writers > 1:
-            pair.add_writers(writers)
+        # Loading: LOAD_WRITERS connections. Otherwise a connection of its own for writing, so the
+        # target hashes chunk N+1 while chunk N is written; only with no other unique key, since an
+        # upsert can then touch no row outside its own chunk (a chunk found equal stays equal).
+        # Opened with the first chunk to write: a run with nothing to do opens none.
+        separate_writer = not load and not schema.keyless and len(schema.unique_keys) <= 1
+        connections: list[sql.Server] = []
+        writers = LOAD_WRITERS if load else 1
         pending: deque = deque()
         previous: Future | None = None
         submitted = 0
@@ -380,12 +384,18 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
                 "coords": coords, "run_started_at": progress.get("run_started_at") or _now()}))]
             if last and coords:
                 entries.append((schema.name, ITEM_BINLOG, dumps(coords)))
+            if not wrote and load:
+                pair.add_writers(LOAD_WRITERS)
+                connections = pair.writers
+            elif not wrote and separate_writer:
+                pair.add_writers(2)
+                connections = pair.writers[1:]
             # The target writes chunk N (and, loading, N-1) while the source reads chunk N+1.
             if len(pending) >= writers:
                 finish(run, schema, pending.popleft())
-            if writers > 1 and pair.write_pool is not None:
+            if connections and pair.write_pool is not None:
                 previous = pair.write_pool.submit(apply_chunk, pair, schema, plan, entries,
-                                                  pair.writers[submitted % writers], previous)
+                                                  connections[submitted % writers], previous)
             else:
                 previous = pair.pool.submit(apply_chunk, pair, schema, plan, entries)
             submitted += 1

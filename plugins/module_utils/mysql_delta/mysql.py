@@ -74,7 +74,7 @@ class Server:
                 f"cannot connect to the {options.describe()}: {exc}; check {options.side}.host/port/user/password "
                 f"(and ssl_* if the server requires TLS)", side=options.side, option="host") from exc
         # GROUP_CONCAT answers are bounded by the packet size the server accepts anyway.
-        self.execute(f"SET SESSION time_zone = '{SESSION_TIME_ZONE}', SESSION group_concat_max_len = @@max_allowed_packet")
+        self.execute(f"SET SESSION time_zone = '{SESSION_TIME_ZONE}', SESSION group_concat_max_len = @@max_allowed_packet - 1024")
         self.concat_limit = int(self.query("SELECT @@SESSION.group_concat_max_len")[0][0])
         if role == "write":
             self.execute(f"SET SESSION sql_mode = '{TARGET_SQL_MODE}'")

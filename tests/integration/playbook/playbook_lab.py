@@ -111,8 +111,23 @@ def unfreeze_lab_servers() -> None:
             cursor.execute("SET GLOBAL read_only = OFF")
 
 
+# The dev environment's old and new hosts (inventories/lab): every dev world listens on these.
+DEV_HOST_ADDRESSES = ("127.0.57.101", "127.0.57.111", "127.0.58.101", "127.0.58.111")
+
+
+def port_free(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((address, port)) != 0
+
+
 def new_world() -> World:
-    return World(name=f"pb{uuid.uuid4().hex[:6]}", port_base=random.randrange(20000, 29000, 100))
+    """A world name and a port base whose app ports nobody listens on (worlds left running keep theirs)."""
+    for _attempt in range(50):
+        port_base = random.randrange(20000, 29000, 100)
+        if all(port_free(address, port_base + offset) for address in DEV_HOST_ADDRESSES for offset in (80, 81)):
+            return World(name=f"pb{uuid.uuid4().hex[:6]}", port_base=port_base)
+    raise AssertionError("no free port base for a lab world in 20000-29000: stop the labapp instances left running")
 
 
 def account_session(account: str) -> boto3.Session:
@@ -228,6 +243,4 @@ def assert_untouched(world: World, lab: dict) -> None:
     assert resolve(lab["LAB_VPC_RESOLVER_OLD"], f"api.{world.lab_name}.internal") == {"127.0.57.111"}
     # No new app was started on the new hosts' addresses.
     for address, port in (("127.0.58.101", world.port_base + 80), ("127.0.58.111", world.port_base + 81)):
-        with socket.socket() as probe:
-            probe.settimeout(1)
-            assert probe.connect_ex((address, port)) != 0, f"something listens on {address}:{port}"
+        assert port_free(address, port), f"something listens on {address}:{port}"
