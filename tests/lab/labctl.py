@@ -152,7 +152,7 @@ def start_mysql(side: str) -> None:
         f"--pid-file={paths['pid']}", f"--port={server['port']}", f"--bind-address={server['host']}", "--user=root",
         f"--server-id={server['server_id']}", f"--log-bin={paths['binlog']}", "--binlog-format=ROW",
         "--binlog-row-image=FULL", "--log-slave-updates", "--skip-name-resolve",
-        f"--log-error={paths['base'] / 'error.log'}", "--innodb-buffer-pool-size=512M",
+        f"--log-error={paths['base'] / 'error.log'}", "--innodb-buffer-pool-size=2G",
         "--innodb-log-file-size=256M", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
         "--max-allowed-packet=256M", "--max-connections=400", "--character-set-server=utf8mb4",
         "--collation-server=utf8mb4_unicode_ci", "--expire-logs-days=2",
