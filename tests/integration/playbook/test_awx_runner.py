@@ -175,7 +175,7 @@ def test_awx_check_job_plans_every_stage_writes_nothing_and_shows_no_secret(worl
     assert_untouched(world, lab)
 
 
-def test_awx_job_migrates_the_environment_and_shows_no_secret(world, lab, tmp_path, migration_db_account):
+def test_awx_job_migrates_the_environment_a_later_check_job_finds_nothing_to_do_and_no_secret_shows(world, lab, tmp_path, migration_db_account):
     db_user, db_password = migration_db_account
     job_secrets = new_job_secrets(world, db_password)
     private = awx_private_data_dir(tmp_path, world, lab, job_secrets, db_user, check=False)
@@ -190,3 +190,10 @@ def test_awx_job_migrates_the_environment_and_shows_no_secret(world, lab, tmp_pa
                    and event["event_data"].get("task") == "Freeze the source, apply the final delta, verify, fix AUTO_INCREMENT"]
     assert len(final_delta) == 1 and final_delta[0]["source_frozen_at"]
     assert final_delta[0]["invocation"]["module_args"]["source"]["password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+    # A check job launched after the migration finds nothing left to do.
+    check_after = awx_private_data_dir(tmp_path / "after", world, lab, job_secrets, db_user, check=True)
+    runner, events = run_job(check_after, world.environment)
+    stats = assert_job_succeeded(runner, events)
+    assert not any(stats["changed"].values()), stats["changed"]
+    assert_no_secret_in(events, runner, job_secrets)
