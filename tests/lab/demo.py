@@ -122,7 +122,7 @@ def dns_propagation(stage_log: list[dict]) -> list[dict]:
     return rows
 
 
-def write_report(judgement, windows, propagation, lost, changed_on_rerun, timings, fault) -> str:
+def write_report(judgement, windows, propagation, lost, changed_on_rerun, timings, fault, budget) -> str:
     lines = ["# cutover.migration lab demo", "",
              f"Run at {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}"
              + (f", with a fault injected in the `{fault}` stage and a rerun" if fault else "") + ".", "",
@@ -132,7 +132,9 @@ def write_report(judgement, windows, propagation, lost, changed_on_rerun, timing
              f"| acknowledged writes | {judgement.acknowledged_writes} |",
              f"| acknowledged writes missing in the new database (lost) | {len(lost)} |",
              f"| writes rejected (read-only, inside the freeze) | {judgement.rejected_writes} |",
-             f"| write-freeze window | {judgement.freeze_s:.1f} s |",
+             f"| write-freeze window (first to last rejected write) | {judgement.freeze_s:.1f} s |",
+             f"| final delta apply (db stage) | {budget[0]:.1f} s |",
+             f"| DB endpoint flip and its propagation wait | {budget[1]:.1f} s |",
              f"| failed reads (all / outside the freeze) | {judgement.failed_reads} / {judgement.failed_reads_outside_freeze} |",
              f"| failed writes outside the freeze | {judgement.failed_writes_outside_freeze} |",
              f"| requests served by the new side before the web stage | {judgement.served_by_new_before_web} |",
@@ -213,7 +215,9 @@ def main() -> int:
     judgement = demo_report.judge(records, windows, cache_clear_at=max([m for m in dns_clear if m] or [0]) or None)
     lost = missing_in_new_database(demo_report.acknowledged_ids(records), world["database"])
     demo_report.render_timeline(records, windows, REPORT_DIR / "timeline.png", judgement.freeze_window)
-    (REPORT_DIR / "report.md").write_text(write_report(judgement, windows, propagation, lost, changed_on_rerun, timings, fault))
+    budget = demo_report.freeze_budget(log_records)
+    (REPORT_DIR / "report.md").write_text(write_report(judgement, windows, propagation, lost, changed_on_rerun, timings, fault,
+                                                       budget))
 
     print()
     print(f"{'stage':<12}{'wall s':>8}{'failed requests':>18}")
@@ -223,6 +227,9 @@ def main() -> int:
     print(f"requests={judgement.requests} acknowledged_writes={judgement.acknowledged_writes} "
           f"failed_reads_outside_freeze={judgement.failed_reads_outside_freeze} "
           f"served_by_old_after_cache_clear={judgement.served_by_old_after_cache_clear}")
+    final_delta_s, endpoint_flip_s = demo_report.freeze_budget(log_records)
+    print(f"freeze_s={judgement.freeze_s:.1f} final_delta_s={final_delta_s:.1f} endpoint_flip_s={endpoint_flip_s:.1f} "
+          f"(the freeze should last no longer than the final delta plus the endpoint flip)")
     print(f"report: {REPORT_DIR / 'report.md'}  timeline: {REPORT_DIR / 'timeline.png'}")
     print(f"demo: lost_writes={len(lost)} failed_reads={judgement.failed_reads_outside_freeze} "
           f"rejected_writes={judgement.rejected_writes} freeze_s={judgement.freeze_s:.1f} changed_on_rerun={changed_on_rerun}")

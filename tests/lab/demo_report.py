@@ -54,6 +54,27 @@ def stage_windows(stage_log: list[dict]) -> dict[str, tuple[float, float]]:
     return {stage: (window[0], window[1]) for stage, window in windows.items()}
 
 
+def task_spans(stage_log: list[dict], role_suffix: str, name_part: str) -> float:
+    """Seconds spent in the tasks of a role whose name contains name_part (all runs, loops summed)."""
+    total = 0.0
+    started: dict[str, float] = {}
+    for record in stage_log:
+        if not (record.get("role") or "").endswith(role_suffix) or name_part not in (record.get("task") or ""):
+            continue
+        if record.get("event") == "task_start":
+            started[record["task"]] = record["t"]
+        elif record.get("event") in ("task_ok", "task_failed") and record.get("task") in started:
+            total += record["t"] - started.pop(record["task"])
+    return total
+
+
+def freeze_budget(stage_log: list[dict]) -> tuple[float, float]:
+    """(final delta apply seconds, DB endpoint flip seconds incl. its propagation wait) of the db stage."""
+    final_delta = task_spans(stage_log, "db_stage", "final delta")
+    flip = task_spans(stage_log, "db_stage", "Point the DB endpoint") + task_spans(stage_log, "db_stage", "Wait until every server")
+    return final_delta, flip
+
+
 def is_rejected_write(record: dict) -> bool:
     return record.get("kind") == "write" and record.get("status") == 503
 

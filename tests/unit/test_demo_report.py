@@ -60,3 +60,19 @@ def test_timeline_is_drawn_to_a_png(tmp_path):
     traffic = [read(float(t), side="old" if t < 30 else "new") for t in range(60)] + [write(52.0, 503)]
     demo_report.render_timeline(traffic, WINDOWS, tmp_path / "timeline.png", (52.0, 52.0))
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_freeze_budget_sums_the_final_delta_and_the_endpoint_flip_with_its_wait():
+    log = [
+        {"t": 100.0, "event": "task_start", "role": "cutover.migration.db_stage", "task": "db_stage : Freeze the source, apply the final delta"},
+        {"t": 103.5, "event": "task_ok", "role": "cutover.migration.db_stage", "task": "db_stage : Freeze the source, apply the final delta"},
+        {"t": 103.6, "event": "task_start", "role": "cutover.migration.db_stage", "task": "db_stage : Point the DB endpoint name at the target"},
+        {"t": 104.1, "event": "task_ok", "role": "cutover.migration.db_stage", "task": "db_stage : Point the DB endpoint name at the target"},
+        {"t": 104.2, "event": "task_start", "role": "cutover.migration.db_stage", "task": "db_stage : Wait until every server and resolver"},
+        {"t": 109.2, "event": "task_ok", "role": "cutover.migration.db_stage", "task": "db_stage : Wait until every server and resolver"},
+        {"t": 1.0, "event": "task_start", "role": "cutover.migration.dns_stage", "task": "dns_stage : Wait until every server"},
+        {"t": 61.0, "event": "task_ok", "role": "cutover.migration.dns_stage", "task": "dns_stage : Wait until every server"},
+    ]
+    final_delta, flip = demo_report.freeze_budget(log)
+    assert round(final_delta, 2) == 3.5
+    assert round(flip, 2) == 5.5
