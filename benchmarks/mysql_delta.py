@@ -56,7 +56,7 @@ def lab_env() -> dict:
     env = {}
     for line in out.splitlines():
         if line.startswith("export ") and "=" in line:
-            name, _, value = line[7:].partition("=")
+            name, _unused, value = line[7:].partition("=")
             env[name] = shlex.split(value)[0] if value else ""
     return env
 
@@ -129,7 +129,7 @@ def main() -> None:
     results: list[tuple[str, float, int]] = []
     try:
         sql(old, f"CREATE DATABASE `{source_db}`", f"USE `{source_db}`", TABLE)
-        generate, _ = timed(lambda: sql(old, (
+        generate, _unused = timed(lambda: sql(old, (
             "INSERT INTO big (id, account_id, email, name, balance, status, note, created_at, updated_at) "
             "SELECT seq, seq % 50000, CONCAT('user', seq, '@example.com'), CONCAT('Name ', MD5(seq)), "
             "(seq % 100000) / 100, ELT(1 + seq % 3, 'new', 'active', 'closed'), REPEAT(SUBSTR(MD5(seq), 1, 8), 8), "
@@ -144,7 +144,7 @@ def main() -> None:
         load_ours, loaded = timed(lambda: delta(old, source_db, new, targets["ours"], verify=False))
         results.append(("initial load: checksum strategy into empty target", load_ours, loaded["rows_inserted"]))
         print(results[-1], flush=True)
-        load_dump, _ = timed(lambda: dump_and_load(old, source_db, new, targets["dump"]))
+        load_dump, _unused = timed(lambda: dump_and_load(old, source_db, new, targets["dump"]))
         results.append(("initial load: mysqldump | mysql", load_dump, rows))
         print(results[-1], flush=True)
         sql(new, f"INSERT INTO `{targets['pt']}`.big SELECT * FROM `{targets['dump']}`.big")
@@ -168,11 +168,11 @@ def main() -> None:
         pt_s, pt_moved = timed(lambda: pt_table_sync(old, source_db, new, targets["pt"]))
         results.append(("delta: pt-table-sync --execute", pt_s, int(pt_moved)))
         print(results[-1], flush=True)
-        reload_s, _ = timed(lambda: dump_and_load(old, source_db, new, targets["reload"]))
+        reload_s, _unused = timed(lambda: dump_and_load(old, source_db, new, targets["reload"]))
         source_rows = sql(old, "SELECT COUNT(*) FROM big", database=source_db)[0][0]
         results.append(("delta: full mysqldump | mysql reload", reload_s, int(source_rows)))
         print(results[-1], flush=True)
-        verify_s, _ = timed(lambda: delta(old, source_db, new, targets["ours"], strategy="binlog"))
+        verify_s, _unused = timed(lambda: delta(old, source_db, new, targets["ours"], strategy="binlog"))
         results.append(("verify (binlog run with verify=true, nothing to apply)", verify_s, 0))
 
         sums = {name: sql(new, f"CHECKSUM TABLE `{db}`.big")[0][1] for name, db in targets.items()}

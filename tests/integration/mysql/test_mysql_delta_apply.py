@@ -246,7 +246,7 @@ def test_module_check_mode_then_apply_then_rerun_unchanged(mysql_sides, ansible_
 
 
 def test_module_refuses_a_missing_target_database_naming_side_and_option(mysql_sides, ansible_module):
-    old, new, source_db, _ = mysql_sides
+    old, new, source_db, _unused = mysql_sides
     result = ansible_module("mysql_delta_apply", {"source": side(old, source_db), "target": side(new, "no_such_db_here")})
     assert result["failed"] is True
     assert "target.database 'no_such_db_here' does not exist" in result["msg"]

@@ -65,8 +65,8 @@ def inventory_for(world: World) -> dict:
     members = set(full[environment]["hosts"])
     inventory: dict = {
         "all": {"children": ["migration_control", "web_new", "api_new", environment], "vars": full["all"]["vars"]},
-        environment: {"hosts": sorted(members), "vars": {**full[environment].get("vars", {}),
-                                                        "lab_world": world.name, "lab_port_base": world.port_base}},
+        environment: {"hosts": sorted(members),
+                      "vars": {**full[environment].get("vars", {}), "lab_world": world.name, "lab_port_base": world.port_base}},
         "_meta": {"hostvars": {host: values for host, values in full["_meta"]["hostvars"].items() if host in members}},
     }
     for group in ("migration_control", "web_new", "api_new"):

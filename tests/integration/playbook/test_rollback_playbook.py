@@ -73,7 +73,6 @@ def test_rollback_points_every_name_back_brings_the_new_side_writes_to_the_old_d
     assert rerun.returncode == 0, rerun.stdout[-6000:]
     assert rerun.changed_total == 0, {host: counts["changed"] for host, counts in rerun.recap.items()}
 
-
     # The rollback left the new DB frozen; migrating again unfreezes it after the flip, and the
     # smoke test's write through the application account (no SUPER) lands there.
     migrated_again = world.playbook("playbooks/migrate.yml", "-e", '{"dns_stage_stages": ["authoritative"]}')
