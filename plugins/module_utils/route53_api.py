@@ -28,6 +28,7 @@ from ansible_collections.cutover.migration.plugins.module_utils.route53_plan imp
     bare_zone_id,
     batches_within_limits,
     dedupe_record_sets,
+    describe_record_set,
     desired_target_records,
     health_check_caller_reference,
     health_check_copy_config,
@@ -150,7 +151,7 @@ def find_zone(calls: Route53Calls, *, zone: str | None = None, hosted_zone_id: s
         if required:
             kind = "" if private_zone is None else ("private " if private_zone else "public ")
             raise Route53ApiError(f"{side}.zone: no {kind}hosted zone named {wanted} in the {side} account; check the "
-                                  f"name and {side}.role_arn (is it the right account?)", side=side)
+                                  f"name and {side}.role_arn (is it the right account?)", side=side, zone_not_found=wanted)
         return None
     if len(matches) > 1:
         ids = ", ".join(bare_zone_id(item["Id"]) for item in matches)
@@ -438,7 +439,7 @@ def manage_records(session: Any, params: Mapping[str, Any], check_mode: bool = F
     zone = find_zone(calls, zone=params.get("zone"), hosted_zone_id=params.get("hosted_zone_id"),
                      private_zone=params.get("private_zone"))
     if zone is None:
-        raise Route53ApiError("zone: the hosted zone was not found", side="account")
+        raise Route53ApiError("zone: the hosted zone was not found", side="account", zone_not_found=params.get("zone"))
     declared = list(params.get("records") or [])
     state = params.get("state") or "present"
     ttl_only = bool(params.get("ttl_only"))
@@ -452,7 +453,7 @@ def manage_records(session: Any, params: Mapping[str, Any], check_mode: bool = F
     read_named = len(set(keys)) < whole_zone_pages
     actual = list_named_record_sets(calls, zone.hosted_zone_id, keys) if read_named else list_record_sets(calls, zone.hosted_zone_id)
     plan = plan_declared_records(declared, actual, zone_name=zone.name, zone_id=zone.hosted_zone_id, state=state,
-                                 ttl_only=ttl_only)
+                                 ttl_only=ttl_only, exclusive=bool(params.get("exclusive")))
     batches = batches_within_limits(plan.changes)
     warnings = []
     if len(batches) > 1:
@@ -470,6 +471,10 @@ def manage_records(session: Any, params: Mapping[str, Any], check_mode: bool = F
         "change_batches": len(batches),
         "api_calls": dict(counts),
         "changes": [change.describe() for change in plan.changes],
+        # What the declared names and types held before this run (every set identifier): a
+        # caller reads the current routing (a weighted shift's step) from here, in check mode too.
+        "record_sets": [describe_record_set(record) for record in sorted(actual, key=lambda record: record.key)
+                        if (record.name, record.type) in set(keys)],
         "warnings": warnings,
         "diff": plan.diff(),
     }

@@ -318,6 +318,7 @@ class Change:
         result: dict[str, Any] = {"action": self.action, "name": self.record.name, "type": self.record.type}
         if self.record.set_identifier:
             result["set_identifier"] = self.record.set_identifier
+        result.update(describe_routing(self.record))
         if self.record.alias:
             result["alias"] = {"dns_name": self.record.alias.dns_name, "hosted_zone_id": self.record.alias.hosted_zone_id,
                                "evaluate_target_health": self.record.alias.evaluate_target_health}
@@ -327,6 +328,31 @@ class Change:
         if self.reason:
             result["reason"] = self.reason
         return result
+
+
+def describe_routing(record: RecordSet) -> dict[str, Any]:
+    """The routing fields of a record set in the snake_case of route53_records' options (weight, region, ...)."""
+    names = {"Weight": "weight", "Region": "region", "Failover": "failover", "GeoLocation": "geolocation",
+             "GeoProximityLocation": "geoproximity_location", "MultiValueAnswer": "multi_value_answer",
+             "CidrRoutingConfig": "cidr_routing_config"}
+    return {names[name]: value for name, value in record.routing_dict().items()}
+
+
+def describe_record_set(record: RecordSet) -> dict[str, Any]:
+    """One record set as route53_records returns it (the shape of its ``records`` option)."""
+    result: dict[str, Any] = {"name": record.name, "type": record.type}
+    if record.set_identifier:
+        result["set_identifier"] = record.set_identifier
+    result.update(describe_routing(record))
+    if record.alias:
+        result["alias"] = {"dns_name": record.alias.dns_name, "hosted_zone_id": record.alias.hosted_zone_id,
+                           "evaluate_target_health": record.alias.evaluate_target_health}
+    else:
+        result["ttl"] = record.ttl
+        result["values"] = list(record.values)
+    if record.health_check_id:
+        result["health_check_id"] = record.health_check_id
+    return result
 
 
 @dataclass(frozen=True)
@@ -687,8 +713,16 @@ def _camel(key: str) -> str:
 
 
 def plan_declared_records(declared: Sequence[Mapping[str, Any]], actual: Sequence[RecordSet], *, zone_name: str,
-                          zone_id: str, state: str = "present", ttl_only: bool = False) -> RecordPlan:
-    """route53_records: the one change batch that makes the declared record sets true."""
+                          zone_id: str, state: str = "present", ttl_only: bool = False,
+                          exclusive: bool = False) -> RecordPlan:
+    """route53_records: the one change batch that makes the declared record sets true.
+
+    Route53 keeps a simple record set and record sets with a set identifier (weighted, failover,
+    ...) of one name and type apart: it rejects a batch that would leave both. ``exclusive``
+    deletes every other set of a declared name and type in the same batch, so a simple record
+    turns into weighted ones (or back) in one atomic request; without it such a declaration fails
+    here, before any write.
+    """
     actual_by_key = {record.key: record for record in actual}
     changes: list[Change] = []
     created: list[str] = []
@@ -748,8 +782,32 @@ def plan_declared_records(declared: Sequence[Mapping[str, Any]], actual: Sequenc
         raise Route53PlanError(f"ttl_only changes existing record sets only, and {len(missing)} do not exist in zone "
                                f"{zone_name}: {', '.join(missing[:5])}; create them first (ttl_only: false)",
                                option="ttl_only", records=missing)
+    if state == "present" and not ttl_only:
+        declared_names_types = {(key[0], key[1]) for key in seen}
+        others = [record for key, record in sorted(actual_by_key.items())
+                  if (key[0], key[1]) in declared_names_types and key not in seen]
+        if exclusive:
+            for record in others:
+                changes.append(Change("DELETE", record, record, "not declared (exclusive)"))
+                deleted.append(record.label)
+        else:
+            _refuse_mixed_routing(seen, others)
     return RecordPlan(changes=tuple(order_changes(changes)), created=tuple(created), updated=tuple(updated),
                       deleted=tuple(deleted), unchanged=tuple(unchanged))
+
+
+def _refuse_mixed_routing(declared: set[tuple[str, str, str]], others: Sequence[RecordSet]) -> None:
+    """Fail before writing when the batch would leave a simple set beside sets with identifiers."""
+    conflicting = []
+    for record in others:
+        same_name_type = [key for key in declared if key[:2] == record.key[:2]]
+        if any(bool(key[2]) != bool(record.set_identifier) for key in same_name_type):
+            conflicting.append(record.label)
+    if conflicting:
+        raise Route53PlanError(
+            f"records: {', '.join(conflicting[:5])} exist(s) with a different routing (a simple record set cannot stand "
+            "beside weighted or other record sets with a set_identifier of the same name and type); set exclusive: true "
+            "to replace them in the same atomic change batch", option="exclusive", records=conflicting)
 
 
 def _key_only(item: Mapping[str, Any], zone_name: str, zone_id: str) -> RecordSet:

@@ -119,6 +119,17 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  exclusive:
+    description:
+      - The declared record sets are the only ones of their name and type. Any other record set of a declared name and
+        type (another set identifier, or the simple record set where weighted ones are declared, and the other way
+        round) is deleted in the same change batch.
+      - Route53 rejects a simple record set beside record sets with a set identifier of the same name and type, so
+        this is how a simple alias becomes two weighted sets (or two weighted sets become one simple record again) in
+        one atomic request, without a moment where the name does not resolve.
+      - Without it, such a declaration fails before any write, naming the record sets in the way.
+    type: bool
+    default: false
   ttl_only:
     description:
       - Change only the TTL of the named record sets, keeping their current values (for lowering TTLs before a cutover).
@@ -167,6 +178,27 @@ EXAMPLES = r"""
           dns_name: "{{ new_alb.dns_name }}"
           hosted_zone_id: "{{ new_alb.canonical_hosted_zone_id }}"
 
+- name: Send 10% of lookups to the new load balancer (the simple alias becomes two weighted sets, atomically)
+  cutover.migration.route53_records:
+    account: {role_arn: "arn:aws:iam::222222222222:role/migration"}
+    zone: example.com
+    exclusive: true
+    records:
+      - name: www
+        type: A
+        set_identifier: new
+        weight: 10
+        alias:
+          dns_name: "{{ new_alb.dns_name }}"
+          hosted_zone_id: "{{ new_alb.canonical_hosted_zone_id }}"
+      - name: www
+        type: A
+        set_identifier: old
+        weight: 90
+        alias:
+          dns_name: "{{ old_alb.dns_name }}"
+          hosted_zone_id: "{{ old_alb.canonical_hosted_zone_id }}"
+
 - name: Delegate the zone to the new account's name servers in the parent zone
   cutover.migration.route53_records:
     account: {role_arn: "arn:aws:iam::333333333333:role/dns-admin"}
@@ -201,6 +233,15 @@ changes:
   type: list
   elements: dict
   sample: [{action: UPSERT, name: www.example.com., type: A, alias: {dns_name: new-alb.elb.amazonaws.com.}}]
+record_sets:
+  description:
+    - The record sets of the declared names and types as they were before this run (every set identifier), in the
+      shape of I(records); in check mode too, so a caller can read the current routing (for example the step a
+      weighted shift reached).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: www.example.com., type: A, set_identifier: new, weight: 10, alias: {dns_name: new-alb.elb.amazonaws.com.}}]
 api_calls:
   description: Route53 calls made, C(list) for reads (List*, Get*) and C(change) for writes.
   returned: always
@@ -264,6 +305,7 @@ def argument_spec() -> dict:
         "private_zone": {"type": "bool"},
         "records": {"type": "list", "elements": "dict", "required": True, "options": RECORD_OPTIONS},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "exclusive": {"type": "bool", "default": False},
         "ttl_only": {"type": "bool", "default": False},
         "wait": {"type": "bool", "default": True},
         "wait_timeout": {"type": "int", "default": 300},

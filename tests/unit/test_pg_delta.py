@@ -186,8 +186,28 @@ def test_checksum_sql_hashes_every_written_column_and_bounds_by_the_key():
         Column("id", "int8", "bigint", nullable=False), Column("title", "text", "text"),
         Column("title_length", "int4", "integer", generated=True)), key=("id",), key_kind="primary")
     sql, parameters = pg.chunk_checksum_sql(schema, (10,), (20,))
-    assert 'md5(ROW("id", "title")::text)' in sql and "title_length" not in sql
+    assert 'md5(record_send(ROW("id", "title")))' in sql and "title_length" not in sql
     assert '"id" > %s AND "id" <= %s' in sql and parameters == [10, 20]
     keyless = TableSchema(name="public.log", columns=(Column("m", "text", "text"),))
-    assert pg.chunk_checksum_sql(keyless, None, None)[0].endswith("WHERE TRUE) AS chunk_rows")
+    assert pg.chunk_checksum_sql(keyless, None, None)[0].endswith("WHERE TRUE OFFSET 0) AS chunk_rows")
     assert pg.quote_table('odd"schema.t') == '"odd""schema"."t"'
+
+
+def test_row_hash_sends_builtin_types_binary_and_others_as_text():
+    schema = TableSchema(name="public.items", columns=(
+        Column("id", "int8", "bigint", nullable=False), Column("feeling", "mood", "mood enum('a')"),
+        Column("tags", "_text", "text[]"), Column("moods", "_mood", "mood[]")), key=("id",), key_kind="primary")
+    assert pg.row_hash(schema) == 'md5(record_send(ROW("id", "feeling"::text, "tags", "moods"::text)))'
+    assert pg.bucket_of(schema, pg.Buckets(10)) == ('("id" %% %s)', [10])
+    # A chunk bounded at both ends splits into key ranges: bucket n is (start + n*width, start + (n+1)*width].
+    buckets = pg.chunk_buckets(schema, (100,), (181,), 10)
+    assert buckets == pg.Buckets(10, 100, 9)
+    assert pg.bucket_of(schema, buckets) == ('(("id" - %s - 1) / %s)', [100, 9])
+    assert pg.chunk_buckets(schema, None, (181,), 10) == pg.Buckets(10)
+    assert pg.chunk_buckets(schema, ("100",), (181,), 10) == pg.Buckets(10)   # a key restored from state
+    composite = TableSchema(name="public.m", columns=(Column("code", "bpchar", "character(4)"),
+                                                      Column("member", "int4", "integer")),
+                            key=("code", "member"), key_kind="primary")
+    assert pg.bucket_of(composite, pg.chunk_buckets(composite, ("a", 1), ("b", 2), 4)) == \
+        ('(hashtextextended(ROW("code", "member")::text, 0) %% %s)', [4])
+

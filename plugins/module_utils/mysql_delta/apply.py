@@ -11,6 +11,8 @@ table has passed the drift and prerequisite checks.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -506,33 +508,76 @@ def sync_by_binlog(run: Run, tables: list[str], source: sql.Server, target: sql.
     schemas = {name: run.schemas[name] for name in streamed}
     last = start
     # The run's own connections: a binlog delta is usually small, and connecting is a fixed cost.
-    with TablePair(run, source, target) as pair, ThreadPoolExecutor(max_workers=1) as reader:
+    # One thread streams, one reads source rows: pair.source serves one statement at a time.
+    with TablePair(run, source, target) as pair, ThreadPoolExecutor(max_workers=1) as streamer, \
+            ThreadPoolExecutor(max_workers=1) as reader:
         while last.order() < end.order():
-            # The stream is drained before anything is applied: a replica connection left waiting
-            # while batches are written gets dropped by the server, and the library's reconnect then
-            # re-reads events from an earlier position.
-            batches = read_changes(run.options.source, schemas, last, end, streamed, sql.is_mariadb(source),
-                                   max_keys=MAX_KEYS_IN_MEMORY)
-            if not batches:
-                break
-            # The source's rows of batch N+1 are read while batch N is written to the target.
-            upcoming = None if run.check_mode else reader.submit(read_batch_rows, pair, batches[0])
-            for number, batch in enumerate(batches):
-                rows = upcoming.result() if upcoming is not None else {}
-                if not run.check_mode and number + 1 < len(batches):
-                    upcoming = reader.submit(read_batch_rows, pair, batches[number + 1])
-                for name, changes in batch.tables.items():
-                    counts = run.counts[name]
-                    counts.rows_inserted += changes.inserted
-                    counts.rows_updated += changes.updated
-                    counts.rows_deleted += changes.deleted
-                    counts.copied_whole = counts.copied_whole or changes.whole_table
-                if batch.tables and not run.check_mode:
-                    apply_batch(pair, batch, streamed, rows)
-                last = batch.end
-            if batches[-1].end == batches[0].end and not batches[-1].tables:
+            batches, last = _stream_and_apply(run, pair, (streamer, reader), schemas, streamed, last, end,
+                                              sql.is_mariadb(source))
+            if not batches or (batches[-1].end == batches[0].end and not batches[-1].tables):
                 break
     return last
+
+
+_STREAM_DONE = object()
+
+
+def _stream_and_apply(run: Run, pair: TablePair, workers: tuple[ThreadPoolExecutor, ThreadPoolExecutor],
+                      schemas: dict[str, TableSchema],
+                      streamed: dict[str, BinlogPosition], last: BinlogPosition, end: BinlogPosition,
+                      mariadb: bool) -> tuple[list[ChangeBatch], BinlogPosition]:
+    """One read of the log, each batch applied as soon as it is complete, in order.
+
+    The stream is read on a thread of its own that never waits for the writes: a replica
+    connection left waiting gets dropped by the server, and the library's reconnect re-reads
+    events from an earlier position. The source's rows of batch N+1 are read while batch N is
+    written to the target.
+    """
+    handed: queue.Queue = queue.Queue()
+    failed = threading.Event()
+
+    def read() -> list[ChangeBatch]:
+        try:
+            return read_changes(run.options.source, schemas, last, end, streamed, mariadb,
+                                max_keys=MAX_KEYS_IN_MEMORY, on_batch=handed.put, stop=failed.is_set)
+        finally:
+            handed.put(_STREAM_DONE)
+
+    streamer, reader = workers
+    reading = streamer.submit(read)
+    waiting: deque[tuple[ChangeBatch, Future | None]] = deque()
+    try:
+        while True:
+            if waiting and (handed.empty() or len(waiting) > 1):
+                # Applied as soon as its rows are in; a batch already queued behind it has its
+                # rows read meanwhile.
+                last = _apply_streamed(run, pair, streamed, *waiting.popleft())
+                continue
+            batch = handed.get()
+            if batch is _STREAM_DONE:
+                break
+            rows = None if run.check_mode or not batch.tables else reader.submit(read_batch_rows, pair, batch)
+            waiting.append((batch, rows))
+        while waiting:
+            last = _apply_streamed(run, pair, streamed, *waiting.popleft())
+    except BaseException:
+        failed.set()
+        raise
+    return reading.result(), last
+
+
+def _apply_streamed(run: Run, pair: TablePair, streamed: dict[str, BinlogPosition], batch: ChangeBatch,
+                    rows: Future | None) -> BinlogPosition:
+    found = rows.result() if rows is not None else {}
+    for name, changes in batch.tables.items():
+        counts = run.counts[name]
+        counts.rows_inserted += changes.inserted
+        counts.rows_updated += changes.updated
+        counts.rows_deleted += changes.deleted
+        counts.copied_whole = counts.copied_whole or changes.whole_table
+    if batch.tables and not run.check_mode:
+        apply_batch(pair, batch, streamed, found)
+    return batch.end
 
 
 def read_batch_rows(pair: TablePair, batch: ChangeBatch) -> dict[str, list[tuple]]:

@@ -11,6 +11,7 @@ position is stored in the same target transaction as the rows, so it is not repl
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from .schema import TableSchema
 from .state import BinlogPosition
 
 try:
+    import pymysql.connections
+    import pymysql.protocol
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.event import (
         MariadbGtidEvent,
@@ -39,6 +42,15 @@ try:
 except ImportError as exc:  # pragma: no cover - reported by the module as missing_required_lib
     HAS_REPLICATION = False
     REPLICATION_IMPORT_ERROR = exc
+
+# The library warns on stderr, through logging's last resort, when binlog_row_metadata is not FULL;
+# keys are cut by column position and rows re-read from the source, which needs no such metadata.
+logging.getLogger("pymysqlreplication").addHandler(logging.NullHandler())
+
+# Event type codes, read from a packet's header before the library parses it.
+ROWS_EVENT_TYPES = frozenset((23, 24, 25, 30, 31, 32, 39))   # WRITE/UPDATE/DELETE v1 and v2, PARTIAL_UPDATE
+COMPRESSED_ROWS_EVENT_TYPES = frozenset(range(166, 172))     # MariaDB log_bin_compress
+TRANSACTION_PAYLOAD_EVENT = 40                                # MySQL binlog_transaction_compression
 
 # Keys per target transaction: big enough to amortise the commit, small enough that a crash
 # loses little work and the re-read of source rows stays a handful of IN (...) queries.
@@ -78,10 +90,60 @@ def check_source_binlog(settings: dict, option: str = "strategy") -> None:
         problems.append(f"binlog_format is {settings.get('binlog_format')} (set binlog_format=ROW)")
     if str(settings.get("binlog_row_image") or "").upper() != "FULL":
         problems.append(f"binlog_row_image is {settings.get('binlog_row_image')} (set binlog_row_image=FULL)")
+    # Compressed events are not understood by mysql-replication, which would pass over them in silence.
+    for name in ("log_bin_compress", "binlog_transaction_compression"):
+        if str(settings.get(name) or "").upper() in ("1", "ON"):
+            problems.append(f"{name} is ON (set {name}=OFF: compressed events cannot be read)")
     if problems:
         raise BinlogNotReady("strategy=binlog needs the source to log full row images: " + "; ".join(problems)
                              + "; fix the source's server parameters (parameter group on RDS) or use "
                              "strategy=checksum", side="source", option=option, settings=settings)
+
+
+if HAS_REPLICATION:
+    class FilteringConnection(pymysql.connections.Connection):
+        """The replication stream's connection: once ``keep`` is set, packets it refuses are dropped
+        before the library parses them."""
+
+        keep: Callable[[bytes], bool] | None = None
+
+        def connect(self, sock=None):
+            super().connect(sock)
+            # The dump is a one-way flood of ~8 KB events: read it in big gulps, not a system call
+            # each. Swapped while nothing is buffered: the handshake's answers are all read.
+            self._rfile = self._sock.makefile("rb", buffering=1 << 20)
+
+        def _read_packet(self, packet_type=pymysql.protocol.MysqlPacket):
+            while True:
+                packet = super()._read_packet(packet_type)
+                if self.keep is None or self.keep(packet.get_all_data()):
+                    return packet
+
+
+def event_filter(stream) -> Callable[[bytes], bool]:
+    """Which raw packets of ``stream`` the library gets: all but row events of tables it has not
+    mapped (other databases, tables not copied). On a shared server those are most of the log,
+    and the library would build objects for each only to drop it."""
+    def keep(data: bytes) -> bool:
+        # A packet: the OK byte, the 19-byte event header, then a rows event's 6-byte table id.
+        if len(data) < 26 or data[0] != 0:
+            return True
+        kind = data[5]
+        if kind in ROWS_EVENT_TYPES or kind in COMPRESSED_ROWS_EVENT_TYPES:
+            if int.from_bytes(data[20:26], "little") not in stream.table_map:
+                # The library resumes a dropped connection from its last position; a skipped event counts.
+                stream.log_pos = int.from_bytes(data[14:18], "little") or stream.log_pos
+                return False
+            if kind in COMPRESSED_ROWS_EVENT_TYPES:
+                raise BinlogNotReady("the source's binary log holds compressed row events for a copied table, which "
+                                     "cannot be read: set log_bin_compress=OFF on the source and reload with "
+                                     "strategy=checksum", side="source", option="strategy")
+        elif kind == TRANSACTION_PAYLOAD_EVENT:
+            raise BinlogNotReady("the source's binary log holds compressed transactions, which cannot be read: set "
+                                 "binlog_transaction_compression=OFF on the source and reload with strategy=checksum",
+                                 side="source", option="strategy")
+        return True
+    return keep
 
 
 def key_of(values: dict, positions: tuple[int, ...]) -> tuple:
@@ -96,120 +158,176 @@ def _plain(value):
     return str(value)
 
 
+def ends_group(event_type: str, query: str) -> bool:
+    """Whether an event ends its transaction (or is a statement standing alone, like DDL)."""
+    if event_type == "Xid":
+        return True
+    if event_type != "Query":
+        return False
+    text = query.strip().upper()
+    return text in ("COMMIT", "") or not text.startswith(("BEGIN", "XA"))
+
+
 def read_changes(source: SideOptions, schemas: dict[str, TableSchema], start: BinlogPosition,
                  end: BinlogPosition, skip_until: dict[str, BinlogPosition], mariadb: bool,
-                 max_keys: int = 1_000_000) -> list[ChangeBatch]:
+                 max_keys: int = 1_000_000, on_batch: Callable[[ChangeBatch], None] | None = None,
+                 stop: Callable[[], bool] | None = None) -> list[ChangeBatch]:
     """Batches of keys touched between ``start`` and ``end``, cut only at transaction ends.
 
     ``skip_until`` holds, per table, the position the table is already consistent with (a table
     loaded later than another has a later position; its older events are skipped). Stops early,
     at a transaction end, once ``max_keys`` keys are held; the caller continues from the last end.
+    ``on_batch`` is given each batch as soon as it is complete, so it can be applied while the
+    stream goes on; ``stop`` is asked at each transaction end whether to stop reading there.
     """
     del mariadb  # MariaDB's GTID events are parsed either way
     if not HAS_REPLICATION:
         raise BinlogNotReady(f"strategy=binlog needs the mysql-replication package on the controller: "
                              f"{REPLICATION_IMPORT_ERROR}", side="source", option="strategy")
-    settings = {"host": source.host, "port": source.port, "user": source.user or "", "password": source.password or ""}
-    ssl = {name: value for name, value in (("ca", source.ssl_ca), ("cert", source.ssl_cert),
-                                           ("key", source.ssl_key)) if value}
-    if ssl:
-        settings["ssl"] = ssl
-    stream = BinLogStreamReader(
-        connection_settings=settings,
-        # A replica id must be unique among the source's replicas; a random one in a range
-        # real servers rarely use avoids kicking off a real replica with the same id.
-        server_id=random.randint(1_000_000_000, 4_000_000_000),
-        resume_stream=True,  # without it the library ignores log_pos and starts at the file's head
-        log_file=start.file,
-        log_pos=start.position,
-        blocking=False,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent,
-                     MariadbGtidEvent],
-        only_schemas=[source.database],
-        # is_mariadb=True switches the library to a GTID dump that ignores log_file/log_pos and
-        # starts at the oldest binary log; the file/position dump works on MariaDB too.
-        is_mariadb=False,
-        enable_logging=False,
-        # Only keys are used; other columns may be bytes the library cannot decode without the
-        # charset metadata that binlog_row_metadata=FULL adds, and must not stop the stream.
-        ignore_decode_errors=True,
-    )
-    batches: list[ChangeBatch] = []
-    held = 0
-    batch: dict[str, TableChanges] = {}
-    pending = 0
-    gtid = start.gtid
-    file = start.file
-    last_committed = start
-    try:
-        for event in stream:
-            if isinstance(event, RotateEvent):
-                file = event.next_binlog
-                continue
-            position = BinlogPosition(file=stream.log_file or file, position=int(event.packet.log_pos), gtid=gtid)
-            if isinstance(event, MariadbGtidEvent):
-                gtid = event.gtid
-                continue
-            if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
-                schema = schemas.get(event.table)
-                if schema is None or event.schema != source.database:
+    reader = _Reader(source, schemas, start, skip_until, max_keys, on_batch, stop)
+    reader.stream(start, end)
+    return reader.finish()
+
+
+class _Reader:
+    """The keys of one read of the binary log, in batches cut at transaction ends."""
+
+    def __init__(self, source: SideOptions, schemas: dict[str, TableSchema], start: BinlogPosition,
+                 skip_until: dict[str, BinlogPosition], max_keys: int,
+                 on_batch: Callable[[ChangeBatch], None] | None = None, stop: Callable[[], bool] | None = None):
+        self.source = source
+        self.on_batch = on_batch
+        self.stop = stop
+        self.schemas = schemas
+        self.start = start
+        self.skip_until = skip_until
+        self.max_keys = max_keys
+        self.batches: list[ChangeBatch] = []
+        self.held = 0
+        self.batch: dict[str, TableChanges] = {}
+        self.pending = 0
+        self.gtid = start.gtid
+        self.last_committed = start
+        self.full = False
+
+    def finish(self) -> list[ChangeBatch]:
+        if self.batch or self.last_committed != self.start:
+            self.complete(ChangeBatch(tables=self.batch, end=self.last_committed))
+            self.batch = {}
+        return self.batches
+
+    def complete(self, batch: ChangeBatch) -> None:
+        self.batches.append(batch)
+        if self.on_batch is not None:
+            self.on_batch(batch)
+
+    def stream(self, start: BinlogPosition, end: BinlogPosition) -> None:
+        """Read from ``start`` to the first transaction end at or after ``end``."""
+        source = self.source
+        settings = {"host": source.host, "port": source.port, "user": source.user or "", "password": source.password or ""}
+        ssl = {name: value for name, value in (("ca", source.ssl_ca), ("cert", source.ssl_cert),
+                                               ("key", source.ssl_key)) if value}
+        if ssl:
+            settings["ssl"] = ssl
+        stream = BinLogStreamReader(
+            connection_settings=settings,
+            # A replica id must be unique among the source's replicas; a random one in a range
+            # real servers rarely use avoids kicking off a real replica with the same id.
+            server_id=random.randint(1_000_000_000, 4_000_000_000),
+            resume_stream=True,  # without it the library ignores log_pos and starts at the file's head
+            log_file=start.file,
+            log_pos=start.position,
+            blocking=False,
+            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent,
+                         MariadbGtidEvent],
+            only_schemas=[source.database],
+            only_tables=list(self.schemas),
+            pymysql_wrapper=FilteringConnection,
+            # is_mariadb=True switches the library to a GTID dump that ignores log_file/log_pos and
+            # starts at the oldest binary log; the file/position dump works on MariaDB too.
+            is_mariadb=False,
+            enable_logging=False,
+            # Only keys are used; other columns may be bytes the library cannot decode without the
+            # charset metadata that binlog_row_metadata=FULL adds, and must not stop the stream.
+            ignore_decode_errors=True,
+        )
+        keep = event_filter(stream)
+        file = start.file
+        schemas = self.schemas
+        database = source.database
+        try:
+            for event in stream:
+                connection = getattr(stream, "_stream_connection", None)
+                # Set once the dump has started: before it, the connection also reads query results.
+                if isinstance(connection, FilteringConnection) and connection.keep is None:
+                    connection.keep = keep
+                if isinstance(event, RotateEvent):
+                    file = event.next_binlog
                     continue
-                since = skip_until.get(event.table)
-                if since is not None and position.order() <= since.order():
+                position = BinlogPosition(file=stream.log_file or file, position=int(event.packet.log_pos), gtid=self.gtid)
+                if isinstance(event, MariadbGtidEvent):
+                    self.gtid = event.gtid
                     continue
-                changes = batch.setdefault(event.table, TableChanges())
-                if schema.keyless:
-                    changes.whole_table = True
-                positions = schema.key_positions()
-                fast = _fast_keys(event, schema)
-                if fast is not None:
-                    images, keys = fast
-                    if isinstance(event, UpdateRowsEvent):
-                        changes.updated += images // 2
-                    elif isinstance(event, WriteRowsEvent):
-                        changes.inserted += images
-                    else:
-                        changes.deleted += images
-                    if not schema.keyless:
-                        for key in keys:
-                            changes.touch(key)
-                    pending += images // 2 if isinstance(event, UpdateRowsEvent) else images
+                if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
+                    schema = schemas.get(event.table)
+                    if schema is None or event.schema != database:
+                        continue
+                    since = self.skip_until.get(event.table)
+                    if since is not None and position.order() <= since.order():
+                        continue
+                    self.take(event, schema)
                     continue
-                for row in event.rows:
-                    if isinstance(event, UpdateRowsEvent):
-                        changes.updated += 1
-                        if not schema.keyless:
-                            _check_width(event, row["before_values"], schema)
-                            changes.touch(key_of(row["before_values"], positions))
-                            changes.touch(key_of(row["after_values"], positions))
-                    else:
-                        if isinstance(event, WriteRowsEvent):
-                            changes.inserted += 1
-                        else:
-                            changes.deleted += 1
-                        if not schema.keyless:
-                            _check_width(event, row["values"], schema)
-                            changes.touch(key_of(row["values"], positions))
-                    pending += 1
-                continue
-            committed = isinstance(event, XidEvent) or (
-                isinstance(event, QueryEvent) and _text(event.query).strip().upper() in ("COMMIT", ""))
-            if isinstance(event, QueryEvent) and not committed:
-                # DDL and non-transactional statements end their own group.
-                committed = not _text(event.query).strip().upper().startswith(("BEGIN", "XA"))
-            if committed:
-                last_committed = BinlogPosition(file=position.file, position=position.position, gtid=gtid)
-                if pending >= BATCH_KEYS:
-                    batches.append(ChangeBatch(tables=batch, end=last_committed))
-                    held += pending
-                    batch, pending = {}, 0
-                if last_committed.order() >= end.order() or held >= max_keys:
-                    break
-    finally:
-        stream.close()
-    if batch or last_committed != start:
-        batches.append(ChangeBatch(tables=batch, end=last_committed))
-    return batches
+                committed = isinstance(event, XidEvent) or (
+                    isinstance(event, QueryEvent) and ends_group("Query", _text(event.query)))
+                if committed:
+                    self.last_committed = BinlogPosition(file=position.file, position=position.position, gtid=self.gtid)
+                    if self.pending >= BATCH_KEYS:
+                        self.complete(ChangeBatch(tables=self.batch, end=self.last_committed))
+                        self.held += self.pending
+                        self.batch, self.pending = {}, 0
+                    if self.held >= self.max_keys or (self.stop is not None and self.stop()):
+                        self.full = True
+                        break
+                    if self.last_committed.order() >= end.order():
+                        break
+        finally:
+            stream.close()
+
+    def take(self, event, schema: TableSchema) -> None:
+        changes = self.batch.setdefault(schema.name, TableChanges())
+        if schema.keyless:
+            changes.whole_table = True
+        fast = _fast_keys(event, schema)
+        if fast is not None:
+            images, keys = fast
+            if isinstance(event, UpdateRowsEvent):
+                changes.updated += images // 2
+            elif isinstance(event, WriteRowsEvent):
+                changes.inserted += images
+            else:
+                changes.deleted += images
+            if not schema.keyless:
+                for key in keys:
+                    changes.touch(key)
+            self.pending += images // 2 if isinstance(event, UpdateRowsEvent) else images
+            return
+        positions = schema.key_positions()
+        for row in event.rows:
+            if isinstance(event, UpdateRowsEvent):
+                changes.updated += 1
+                if not schema.keyless:
+                    _check_width(event, row["before_values"], schema)
+                    changes.touch(key_of(row["before_values"], positions))
+                    changes.touch(key_of(row["after_values"], positions))
+            else:
+                if isinstance(event, WriteRowsEvent):
+                    changes.inserted += 1
+                else:
+                    changes.deleted += 1
+                if not schema.keyless:
+                    _check_width(event, row["values"], schema)
+                    changes.touch(key_of(row["values"], positions))
+            self.pending += 1
 
 
 # --- keys straight from the row images ---------------------------------------------------------

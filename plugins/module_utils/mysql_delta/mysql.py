@@ -440,7 +440,14 @@ def delete_state(server: Server, name: str, table: str, item: str) -> None:
 # --- binary log (source) ---------------------------------------------------------------------
 
 def binlog_settings(server: Server) -> dict[str, str | None]:
-    return {name: server.variable(name) for name in ("log_bin", "binlog_format", "binlog_row_image")}
+    settings = {name: server.variable(name) for name in ("log_bin", "binlog_format", "binlog_row_image")}
+    # Each server knows only its own compression setting (MariaDB and MySQL 8 name it differently).
+    for name in ("log_bin_compress", "binlog_transaction_compression"):
+        try:
+            settings[name] = server.variable(name)
+        except DeltaError:
+            settings[name] = None
+    return settings
 
 
 def current_position(server: Server) -> BinlogPosition | None:

@@ -4,9 +4,11 @@
 
 Only keys are taken from the stream, as with MySQL's binary log: rows are re-read from the
 source by key when a transaction batch is applied, so applying is idempotent and a value's text
-never depends on this decoder. Values arrive in text form, length-prefixed, so no quoting rules
-are involved. A transaction is handed out only at its COMMIT, with the LSN of the commit
-record's end: a slot advanced to that LSN never sends the transaction again.
+never depends on this decoder (a value TOAST left unchanged is not even in the stream). Values
+arrive in text form, length-prefixed, so no quoting rules are involved; only the key's columns
+are decoded, the others are skipped by their length. A transaction is handed out only at its
+COMMIT, with the LSN of the commit record's end: a slot advanced to that LSN never sends the
+transaction again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ class DecodeError(ValueError):
 class Relation:
     table: str                      # schema.name
     columns: tuple[str, ...]
+    # Where the chunking key's columns are in the relation's tuples; empty for tables not copied.
+    key_positions: tuple[int, ...] = ()
+    # A copied table whose tuples lack a key column (WAL written before the key was renamed):
+    # its changes cannot be narrowed to keys, so the table is re-read whole.
+    whole_table: bool = False
 
 
 @dataclass
@@ -41,46 +48,56 @@ class Transaction:
         return sum(len(c.keys) + (1 if c.whole_table else 0) for c in self.tables.values())
 
 
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data = data
-        self.offset = 0
+_UINT32 = struct.Struct(">I")
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+_COMMIT = struct.Struct(">bQQq")
+_TRUNCATE = struct.Struct(">ib")
+_BEGIN, _COMMIT_KIND, _RELATION, _INSERT, _UPDATE, _DELETE, _TRUNCATE_KIND = (ord(kind) for kind in "BCRIUDT")
+_TEXT, _BINARY, _NULL, _UNCHANGED = (ord(kind) for kind in "tbnu")
+_NEW, _OLD_KEY, _OLD_ROW = (ord(kind) for kind in "NKO")
+# A key column whose value TOAST left out of the stream: the key is unknown, the table is re-read whole.
+UNKNOWN = object()
 
-    def take(self, fmt: str) -> tuple:
-        size = struct.calcsize(fmt)
-        if self.offset + size > len(self.data):
-            raise DecodeError("pgoutput message ends early")
-        values = struct.unpack_from(fmt, self.data, self.offset)
-        self.offset += size
-        return values
 
-    def byte(self) -> str:
-        return chr(self.take(">B")[0])
+def _string(data: bytes, offset: int) -> tuple[str, int]:
+    end = data.index(b"\x00", offset)
+    return data[offset:end].decode("utf-8"), end + 1
 
-    def string(self) -> str:
-        end = self.data.index(b"\x00", self.offset)
-        text = self.data[self.offset:end].decode("utf-8")
-        self.offset = end + 1
-        return text
 
-    def raw(self, size: int) -> bytes:
-        chunk = self.data[self.offset:self.offset + size]
-        self.offset += size
-        return chunk
+def _tuple_key(data: bytes, offset: int, positions: tuple[int, ...], to_end: bool = False) -> tuple[tuple | None, int]:
+    """The key's values from the tuple at ``offset``, and the offset after the last column read.
 
-    def tuple_data(self) -> list[str | None]:
-        (count,) = self.take(">h")
-        values: list[str | None] = []
-        for _index in range(count):
-            kind = self.byte()
-            if kind in ("n", "u"):
-                values.append(None)
-            elif kind in ("t", "b"):
-                (size,) = self.take(">i")
-                values.append(self.raw(size).decode("utf-8") if kind == "t" else self.raw(size).hex())
-            else:
-                raise DecodeError(f"unknown tuple column kind {kind!r}")
-        return values
+    Columns after the key's last are read only when ``to_end`` (another tuple follows): on
+    wide rows that is what costs time. The key is None when one of its values is not in the stream.
+    """
+    (count,) = _INT16.unpack_from(data, offset)
+    offset += 2
+    stop = count if to_end else min(count, max(positions) + 1)
+    values: list = []
+    for _index in range(stop):
+        kind = data[offset]
+        offset += 1
+        if kind == _TEXT:
+            (size,) = _INT32.unpack_from(data, offset)
+            offset += 4
+            values.append(data[offset:offset + size].decode("utf-8"))
+            offset += size
+        elif kind == _NULL:
+            values.append(None)
+        elif kind == _UNCHANGED:
+            values.append(UNKNOWN)
+        elif kind == _BINARY:
+            (size,) = _INT32.unpack_from(data, offset)
+            offset += 4
+            values.append(data[offset:offset + size].hex())
+            offset += size
+        else:
+            raise DecodeError(f"unknown tuple column kind {chr(kind)!r}")
+    if offset > len(data):
+        raise DecodeError("pgoutput message ends early")
+    key = tuple(values[position] for position in positions)
+    return (None if UNKNOWN in key else key), offset
 
 
 class Decoder:
@@ -94,98 +111,134 @@ class Decoder:
         self.keys = dict(keys)
         self.relations: dict[int, Relation] = {}
         self.current: Transaction | None = None
+        self.messages = 0               # messages fed so far
 
     def feed(self, rows: Iterable[tuple[str, bytes]]) -> Iterator[Transaction]:
+        message = self.message
         for _lsn, data in rows:
-            done = self.message(bytes(data))
+            self.messages += 1
+            done = message(data if isinstance(data, bytes) else bytes(data))
             if done is not None:
                 yield done
 
     def message(self, data: bytes) -> Transaction | None:
-        reader = _Reader(data)
-        kind = reader.byte()
-        if kind == "B":
+        try:
+            return self._message(data)
+        except DecodeError:
+            raise
+        except (struct.error, IndexError, ValueError) as exc:
+            raise DecodeError(f"pgoutput message ends early or is malformed: {exc}") from None
+
+    def _message(self, data: bytes) -> Transaction | None:
+        kind = data[0]
+        if kind in (_UPDATE, _INSERT, _DELETE):
+            (relid,) = _UINT32.unpack_from(data, 1)
+            relation = self.relations.get(relid)
+            if relation is None:
+                raise DecodeError(f"row for relation {relid} before its RELATION message")
+            if relation.key_positions:
+                self._row(kind, relation, data)
+            elif relation.whole_table:
+                self._touch(relation, None, None)
+        elif kind == _BEGIN:
             self.current = Transaction()
-        elif kind == "C":
-            _flags, _commit_lsn, end_lsn, _timestamp = reader.take(">bQQq")
+        elif kind == _COMMIT_KIND:
+            _flags, _commit_lsn, end_lsn, _timestamp = _COMMIT.unpack_from(data, 1)
             done = self.current or Transaction()
             done.end_lsn = int(end_lsn)
             self.current = None
             return done
-        elif kind == "R":
-            (relid,) = reader.take(">I")
-            namespace, name = reader.string(), reader.string()
-            reader.take(">b")
-            (count,) = reader.take(">h")
-            columns = []
-            for _index in range(count):
-                reader.take(">b")
-                columns.append(reader.string())
-                reader.take(">Ii")
-            self.relations[relid] = Relation(f"{namespace or 'pg_catalog'}.{name}", tuple(columns))
-        elif kind == "I":
-            relation = self._relation(reader)
-            if reader.byte() != "N":
-                raise DecodeError("INSERT without a new tuple")
-            self._touch(relation, reader.tuple_data(), "inserted")
-        elif kind == "U":
-            relation = self._relation(reader)
-            marker = reader.byte()
-            if marker in ("K", "O"):
-                # The key changed (or the table has REPLICA IDENTITY FULL): the old key's row is gone.
-                self._touch(relation, reader.tuple_data(), None)
-                marker = reader.byte()
-            if marker != "N":
-                raise DecodeError("UPDATE without a new tuple")
-            self._touch(relation, reader.tuple_data(), "updated")
-        elif kind == "D":
-            relation = self._relation(reader)
-            if reader.byte() not in ("K", "O"):
-                raise DecodeError("DELETE without a key")
-            self._touch(relation, reader.tuple_data(), "deleted")
-        elif kind == "T":
-            (count,) = reader.take(">i")
-            reader.take(">b")
-            for _index in range(count):
-                (relid,) = reader.take(">I")
+        elif kind == _RELATION:
+            self._read_relation(data)
+        elif kind == _TRUNCATE_KIND:
+            count, _options = _TRUNCATE.unpack_from(data, 1)
+            for index in range(count):
+                (relid,) = _UINT32.unpack_from(data, 6 + 4 * index)
                 relation = self.relations.get(relid)
                 if relation is not None and relation.table in self.keys:
                     self._transaction().changes(relation.table).whole_table = True
-        elif kind in ("Y", "O", "M"):
+        elif kind in (ord("Y"), ord("O"), ord("M")):
             pass  # types, origins and logical messages carry no rows
         else:
-            raise DecodeError(f"unknown pgoutput message {kind!r}")
+            raise DecodeError(f"unknown pgoutput message {chr(kind)!r}")
         return None
+
+    def _row(self, kind: int, relation: Relation, data: bytes) -> None:
+        positions = relation.key_positions
+        marker = data[5]
+        if kind == _INSERT:
+            if marker != _NEW:
+                raise DecodeError("INSERT without a new tuple")
+            self._touch(relation, _tuple_key(data, 6, positions)[0], "inserted")
+        elif kind == _DELETE:
+            if marker not in (_OLD_KEY, _OLD_ROW):
+                raise DecodeError("DELETE without a key")
+            self._touch(relation, _tuple_key(data, 6, positions)[0], "deleted")
+        else:
+            offset = 6
+            if marker in (_OLD_KEY, _OLD_ROW):
+                # The key changed (or the table has REPLICA IDENTITY FULL): the old key's row is gone.
+                old, offset = _tuple_key(data, offset, positions, to_end=True)
+                self._touch(relation, old, None)
+                marker = data[offset]
+                offset += 1
+            if marker != _NEW:
+                raise DecodeError("UPDATE without a new tuple")
+            self._touch(relation, _tuple_key(data, offset, positions)[0], "updated")
+
+    def _read_relation(self, data: bytes) -> None:
+        (relid,) = _UINT32.unpack_from(data, 1)
+        namespace, offset = _string(data, 5)
+        name, offset = _string(data, offset)
+        offset += 1                                     # replica identity setting
+        (count,) = _INT16.unpack_from(data, offset)
+        offset += 2
+        columns = []
+        for _index in range(count):
+            offset += 1                                 # flags (part of the replica identity)
+            column, offset = _string(data, offset)
+            columns.append(column)
+            offset += 8                                 # type OID and modifier
+        if offset > len(data):
+            raise DecodeError("pgoutput message ends early")
+        table = f"{namespace or 'pg_catalog'}.{name}"
+        key = self.keys.get(table)
+        if key is None:
+            self.relations[relid] = Relation(table, tuple(columns))
+        elif all(column in columns for column in key):
+            self.relations[relid] = Relation(table, tuple(columns), tuple(columns.index(column) for column in key))
+        else:
+            self.relations[relid] = Relation(table, tuple(columns), whole_table=True)
 
     def _transaction(self) -> Transaction:
         if self.current is None:
             self.current = Transaction()
         return self.current
 
-    def _relation(self, reader: _Reader) -> Relation | None:
-        (relid,) = reader.take(">I")
-        if relid not in self.relations:
-            raise DecodeError(f"row for relation {relid} before its RELATION message")
-        relation = self.relations[relid]
-        return relation if relation.table in self.keys else None
-
-    def _touch(self, relation: Relation | None, values: list[str | None], counter: str | None) -> None:
-        if relation is None:
-            return
-        by_name = dict(zip(relation.columns, values))  # noqa: B905 - strict= is 3.10+; modules import on 3.9
-        key = tuple(by_name.get(name) for name in self.keys[relation.table])
-        changes = self._transaction().changes(relation.table)
-        changes.touch(key)
-        if counter:
-            setattr(changes, counter, getattr(changes, counter) + 1)
+    def _touch(self, relation: Relation, key: tuple | None, counter: str | None) -> None:
+        current = self.current
+        if current is None:
+            current = self._transaction()
+        changes = current.tables.get(relation.table)
+        if changes is None:
+            changes = current.tables[relation.table] = TableChanges()
+        if key is None:
+            changes.whole_table = True
+        else:
+            changes.keys[key] = None
+        if counter == "updated":
+            changes.updated += 1
+        elif counter == "inserted":
+            changes.inserted += 1
+        elif counter == "deleted":
+            changes.deleted += 1
 
 
 def merge(into: Transaction, other: Transaction) -> Transaction:
     """Two consecutive transactions as one batch (keys in order, counts added)."""
     for table, changes in other.tables.items():
         mine = into.changes(table)
-        for key in changes.keys:
-            mine.touch(key)
+        mine.keys.update(changes.keys)      # an ordered set: a key keeps its first place
         mine.inserted += changes.inserted
         mine.updated += changes.updated
         mine.deleted += changes.deleted

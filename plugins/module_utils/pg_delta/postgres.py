@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The PostgreSQL dialect: connections, catalog reads and every SQL text the core sends.
 
-Rows travel as COPY text (the server's own output, streamed from source to target without being
-re-typed in Python) and are compared by an MD5 of the row's record text, in which NULL is an
-empty field and '' is ``""``, so the two never hash alike. Key values come back as psycopg's
+Rows travel as COPY (the server's own output, streamed from source to target without being
+re-typed in Python) and are compared by an MD5 of the row's binary form, in which NULL is
+length -1 and '' length 0, so the two never hash alike. Key values come back as psycopg's
 Python values and go back as parameters; a key restored from the state table is a string, which
 psycopg sends untyped so the server casts it to the key column's type.
 """
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ..mysql_delta import buckets as bucketing
+from ..mysql_delta.buckets import Buckets
 from ..mysql_delta.chunking import Key, keys_predicate, range_predicate
 from ..mysql_delta.errors import ConnectionFailed, DeltaError, InvalidOptions
 from ..mysql_delta.schema import Column, TableSchema, choose_key
@@ -25,6 +27,7 @@ from .options import SideOptions
 
 try:
     import psycopg
+    from psycopg.copy import QueuedLibpqWriter
 
     HAS_PSYCOPG = True
     PSYCOPG_IMPORT_ERROR: Exception | None = None
@@ -33,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - reported by the module as missi
     PSYCOPG_IMPORT_ERROR = exc
 
 KEY_BATCH = 1000
+COPY_BUFFER_BYTES = 1 << 20
 # Session settings that make every value's text the same on both servers whatever their
 # postgresql.conf says: the text is what is hashed and what COPY carries.
 SESSION_SETTINGS = (
@@ -78,11 +82,22 @@ class Server:
                 f"cannot connect to the {options.describe()}: {str(exc).strip()}; check {options.side}.host/port/"
                 f"user/password/database (and sslmode/ssl_* if the server requires TLS)",
                 side=options.side, option="host") from exc
-        for name, value in SESSION_SETTINGS:
-            self.execute(f"SET {name} = {literal(value)}")
+        settings = [f"SET {name} = {literal(value)}" for name, value in SESSION_SETTINGS]
         # The run's own sessions must work while the source is frozen with
         # default_transaction_read_only (slot advance, publication); the setting is per session.
-        self.execute("SET default_transaction_read_only = off")
+        settings.append("SET default_transaction_read_only = off")
+        # A chunk's bucket sums group ~25,000 buckets: with the default 4MB the aggregate spills
+        # to disk and costs a third more.
+        settings.append("SET work_mem = '64MB'")
+        # A chunk's scan is costed high enough to be JIT-compiled, which makes it slower: the time
+        # goes into md5 and the aggregate, which compiled expressions do not speed up.
+        settings.append("SET jit = off")
+        if role == "write":
+            # Each chunk commits with its progress row, so a commit lost in a target crash is
+            # redone by the next run from the progress it finds; waiting for every flush is not needed.
+            settings.append("SET synchronous_commit = off")
+        # One round trip: a run opens a few connections per table.
+        self.execute("; ".join(settings))
         if role == "write":
             try:
                 # Foreign keys and user triggers off for this session only, as pg_restore
@@ -236,10 +251,54 @@ def column_list(schema: TableSchema) -> str:
     return ", ".join(quote(c.name) for c in schema.written_columns)
 
 
+# Types whose binary form (typsend) names no database-local OID and means the same on every
+# server and version; any other column (enums, domains, composites, extension types, arrays of
+# them) is hashed through its text, since record_send writes each column's type OID.
+BINARY_TYPES = frozenset((
+    "bool", "int2", "int4", "int8", "float4", "float8", "numeric", "money", "text", "varchar", "bpchar", "name",
+    "char", "bytea", "date", "time", "timetz", "timestamp", "timestamptz", "interval", "uuid", "json", "jsonb",
+    "inet", "cidr", "macaddr", "macaddr8", "bit", "varbit", "oid", "xml", "point", "tsvector",
+))
+INTEGER_TYPES = frozenset(("int2", "int4", "int8"))
+LARGE_ROW_BYTES = 1 << 20
+
+
+def hashed_column(column: Column) -> str:
+    element = column.data_type[1:] if column.data_type.startswith("_") else column.data_type
+    return quote(column.name) if element in BINARY_TYPES else f"{quote(column.name)}::text"
+
+
+def binary_copy(schema: TableSchema) -> bool:
+    return all(column.data_type in BINARY_TYPES for column in schema.written_columns)
+
+
+def row_bytes(schema: TableSchema) -> str:
+    # The row's binary form: a column count, then each field length-prefixed (NULL is length -1,
+    # '' is length 0), so distinct rows have distinct bytes, and rows put one after another can
+    # be told apart again; sending costs less than the row's text (no numeric or timestamp
+    # formatting) and depends on no session setting.
+    return f"record_send(ROW({', '.join(hashed_column(c) for c in schema.written_columns)}))"
+
+
 def row_hash(schema: TableSchema) -> str:
-    # ROW(...)::text is the record's text: NULL is an empty field and '' is "", and a value
-    # holding a comma or parenthesis is quoted, so distinct rows have distinct text.
-    return f"md5(ROW({column_list(schema)})::text)"
+    return f"md5({row_bytes(schema)})"
+
+
+def chunk_buckets(schema: TableSchema, lower: Key | None, upper: Key | None, count: int) -> Buckets:
+    column = schema.column(schema.key[0]) if len(schema.key) == 1 else None
+    return bucketing.chunk_buckets(lower, upper, count, column is not None and column.data_type in INTEGER_TYPES)
+
+
+def bucket_of(schema: TableSchema, buckets: Buckets) -> tuple[str, list]:
+    """The SQL of a row's bucket number and its parameters."""
+    key = quote(schema.key[0])
+    if buckets.width:
+        # Inside the chunk the key is above start, so the division never meets a negative number.
+        return f"(({key} - %s - 1) / %s)", [buckets.start, buckets.width]
+    column = schema.column(schema.key[0]) if len(schema.key) == 1 else None
+    if column is not None and column.data_type in INTEGER_TYPES:
+        return f"({key} %% %s)", [buckets.count]
+    return f"(hashtextextended(ROW({key_list(schema)})::text, 0) %% %s)", [buckets.count]
 
 
 def where_range(schema: TableSchema, lower: Key | None, upper: Key | None) -> tuple[str, list]:
@@ -250,15 +309,62 @@ def where_range(schema: TableSchema, lower: Key | None, upper: Key | None) -> tu
 
 
 def chunk_checksum_sql(schema: TableSchema, lower: Key | None, upper: Key | None) -> tuple[str, list]:
-    """Count and two order-independent sums over the halves of each row's MD5 (sum, not bit_xor:
-    bit_xor is 14+ only, and a sum keeps two identical rows of a keyless table from cancelling
-    out; sum(bigint) is exact, accumulated in 128 bits)."""
+    """Count and two order-independent 64-bit sums (seeds 0 and 1) over each row's MD5: 128 bits
+    per chunk (sum, not bit_xor: bit_xor is 14+ only, and a sum keeps two identical rows of a
+    keyless table from cancelling out; sum(bigint) is exact, accumulated in 128 bits)."""
     where, parameters = where_range(schema, lower, upper)
-    sql = ("SELECT count(*), "
-           "coalesce(sum(('x' || left(h, 16))::bit(64)::bigint), 0), "
-           "coalesce(sum(('x' || right(h, 16))::bit(64)::bigint), 0), 0 "
-           f"FROM (SELECT {row_hash(schema)} AS h FROM {quote_table(schema.name)} WHERE {where}) AS chunk_rows")
+    sql = ("SELECT count(*), coalesce(sum(hashtextextended(h, 0)), 0), coalesce(sum(hashtextextended(h, 1)), 0), 0 "
+           f"FROM (SELECT {row_hash(schema)} AS h FROM {quote_table(schema.name)} WHERE {where} OFFSET 0) AS chunk_rows")
     return sql, parameters
+
+
+def bucket_digests(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None,
+                   buckets: Buckets) -> frozenset[str]:
+    """One ``"bucket rows digest"`` entry per non-empty bucket of the chunk, computed in one scan.
+
+    A chunk whose rows changed here and there differs as a whole, but most of its buckets (~8
+    rows each) do not; the entries of both sides are compared as sets, so an entry on one side
+    only names a bucket to narrow. A bucket's digest is the SHA-256 of its rows' binary forms in
+    key order: one hash per bucket instead of one per row. Should a plan ever feed a bucket's
+    rows in another order, the bucket only looks different and its rows are compared one by one;
+    rows that differ can never look equal. A row larger than LARGE_ROW_BYTES goes in as its own
+    SHA-256 (each part marked by a first byte, so the parts still read back one way only): eight
+    rows of hundreds of megabytes would pass the 1 GB a value may hold. The server joins the
+    entries into one string: a chunk's answer is a single value, not thousands of rows to convert.
+    """
+    where, parameters = where_range(schema, lower, upper)
+    bucket, bucket_parameters = bucket_of(schema, buckets)
+    found = server.query(
+        "SELECT string_agg(concat_ws(' ', b, n, encode(h, 'base64')), ',') FROM (SELECT b, count(*) AS n, "
+        f"sha256(string_agg(CASE WHEN octet_length(r) > {LARGE_ROW_BYTES} THEN '\\x01'::bytea || sha256(r) "
+        "ELSE '\\x00'::bytea || r END, ''::bytea)) AS h "
+        f"FROM (SELECT {bucket} AS b, {row_bytes(schema)} AS r FROM {quote_table(schema.name)} "
+        f"WHERE {where} ORDER BY {key_list(schema)} OFFSET 0) AS chunk_rows GROUP BY b) AS bucket_sums",
+        bucket_parameters + parameters)
+    text = found[0][0] if found else None
+    return frozenset(text.split(",")) if text else frozenset()
+
+
+def bucket_row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None,
+                      buckets: Buckets, chosen: Sequence[int]) -> dict[Key, str]:
+    """``{key: row hash}`` of the chunk's rows in the ``chosen`` buckets (only those are hashed)."""
+    where, parameters = where_range(schema, lower, upper)
+    if buckets.width:
+        key = quote(schema.key[0])
+        # LATERAL: one index range scan per chosen bucket, whatever the planner guesses about a
+        # target that was never analyzed (a join could otherwise hash the whole table).
+        rows = server.query(
+            f"SELECT bucket_rows.* FROM unnest(%s::bigint[]) AS chosen(n) CROSS JOIN LATERAL "
+            f"(SELECT {key}, {row_hash(schema)} FROM {quote_table(schema.name)} WHERE {key} > %s + chosen.n * %s "
+            f"AND {key} <= %s + (chosen.n + 1) * %s AND {where} OFFSET 0) AS bucket_rows",
+            [list(chosen), buckets.start, buckets.width, buckets.start, buckets.width] + parameters)
+    else:
+        bucket, bucket_parameters = bucket_of(schema, buckets)
+        rows = server.query(f"SELECT {key_list(schema)}, {row_hash(schema)} FROM {quote_table(schema.name)} "
+                            f"WHERE {where} AND {bucket} = ANY(%s::bigint[])",
+                            parameters + bucket_parameters + [list(chosen)])
+    width = len(schema.key)
+    return {tuple(row[:width]): row[width] for row in rows}
 
 
 def chunk_upper_bound(server: Server, schema: TableSchema, lower: Key | None, rows: int) -> Key | None:
@@ -310,14 +416,30 @@ def copy_rows(source: Server, target: Server, schema: TableSchema, lower: Key | 
         return 0
     target.writes += 1
     copied = 0
+    selects = list(_source_selects(schema, lower, upper, keys))
+    # Binary skips formatting on the source and parsing on the target (a third of a load's time),
+    # but carries type OIDs inside arrays and records, and each COPY's output has its own header,
+    # so only one COPY of built-in types goes binary.
+    form = " (FORMAT binary)" if len(selects) == 1 and binary_copy(schema) else ""
     try:
-        into_table = f"COPY {quote_table(schema.name)} ({column_list(schema)}) FROM STDIN"
+        into_table = f"COPY {quote_table(schema.name)} ({column_list(schema)}) FROM STDIN{form}"
         with target.connection.cursor() as writer, source.connection.cursor() as reader:
-            with writer.copy(into_table) as into:
-                for select, parameters in _source_selects(schema, lower, upper, keys):
-                    with reader.copy(f"COPY ({select}) TO STDOUT", parameters or None) as out:
+            # The target's writes go out from a thread of their own while the source's rows come in.
+            with writer.copy(into_table, writer=QueuedLibpqWriter(writer)) as into:
+                for select, parameters in selects:
+                    with reader.copy(f"COPY ({select}) TO STDOUT{form}", parameters or None) as out:
+                        # The source sends one message per row; writing them a megabyte at a
+                        # time spares the target's side a call per row.
+                        pending: list = []
+                        size = 0
                         for data in out:
-                            into.write(data)
+                            pending.append(data)
+                            size += len(data)
+                            if size >= COPY_BUFFER_BYTES:
+                                into.write(b"".join(pending))
+                                pending, size = [], 0
+                        if pending:
+                            into.write(b"".join(pending))
             copied = int(writer.rowcount or 0)
     except psycopg.Error as exc:
         raise DeltaError(f"copying rows of {schema.name} failed: {str(exc).strip()}", side="target",
@@ -336,6 +458,33 @@ def delete_keys(server: Server, schema: TableSchema, keys: Sequence[Key]) -> int
 def delete_range(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None) -> int:
     where, parameters = where_range(schema, lower, upper)
     return server.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
+
+
+# --- secondary indexes of a table being loaded --------------------------------------------------
+
+def deferrable_indexes(server: Server, schema: TableSchema) -> list[tuple[str, str]]:
+    """``(name, CREATE INDEX ...)`` of a plain table's indexes that back no key or constraint:
+    a load builds those once at the end, as pg_restore does, instead of row by row."""
+    return [(str(name), str(definition)) for name, definition in server.query(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(ci.relname), pg_get_indexdef(i.indexrelid) "
+        "FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ci.relnamespace "
+        "JOIN pg_class t ON t.oid = i.indrelid "
+        "WHERE i.indrelid = %s::regclass AND t.relkind = 'r' AND NOT i.indisprimary AND NOT i.indisunique "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1",
+        [quote_table(schema.name)])]
+
+
+def drop_indexes(server: Server, indexes: Sequence[Sequence[str]]) -> None:
+    for name, _definition in indexes:
+        server.write(f"DROP INDEX IF EXISTS {name}")
+
+
+def create_indexes(server: Server, indexes: Sequence[Sequence[str]]) -> None:
+    """Create the indexes that do not exist (a rerun after a crash finds some already built)."""
+    server.execute("SET maintenance_work_mem = '256MB'")
+    for name, definition in indexes:
+        if server.query("SELECT to_regclass(%s) IS NULL", [name])[0][0]:
+            server.write(definition)
 
 
 # --- sequences -------------------------------------------------------------------------------
@@ -464,6 +613,10 @@ def write_state(server: Server, schema: str, name: str, table: str, item: str, v
                  "updated_at = EXCLUDED.updated_at", [table, item, value])
 
 
+def delete_state_entry(server: Server, schema: str, name: str, table: str, item: str) -> None:
+    server.write(f"DELETE FROM {quote(schema)}.{quote(name)} WHERE table_name = %s AND item = %s", [table, item])
+
+
 def delete_state(server: Server, schema: str, name: str, items: Sequence[str]) -> int:
     if not state_table_exists(server, schema, name):
         return 0
@@ -497,14 +650,15 @@ def slot_state(server: Server, slot: str) -> SlotState | None:
 def current_lsn(server: Server, wait_s: float = 10.0) -> str:
     """Where the source's WAL ends now, once it is flushed: logical decoding reads flushed WAL
     only, and a commit made with synchronous_commit=off reaches disk up to 3 x wal_writer_delay
-    later (0.6 s by default)."""
+    later (0.6 s by default). Should the wait run out, the flushed end is returned instead: the
+    slot is confirmed up to this end, and confirming past WAL it could not read would skip it."""
     end = str(server.query("SELECT pg_current_wal_insert_lsn()::text")[0][0])
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if server.query("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [end])[0][0]:
-            break
+    while True:
+        flushed = str(server.query("SELECT pg_current_wal_flush_lsn()::text")[0][0])
+        if lsn_number(flushed) >= lsn_number(end) or time.monotonic() >= deadline:
+            return end if lsn_number(flushed) >= lsn_number(end) else flushed
         time.sleep(0.05)
-    return end
 
 
 def lsn_number(lsn: str | None) -> int:
@@ -545,10 +699,42 @@ def create_slot(server: Server, slot: str) -> str:
 
 
 def peek_changes(server: Server, slot: str, publication: str, upto_lsn: str, changes: int) -> list[tuple[str, bytes]]:
-    rows = server.query(
-        "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
-        "'proto_version', '1', 'publication_names', %s)", [slot, upto_lsn, int(changes), publication])
-    return [(lsn, bytes(data)) for lsn, data in rows]
+    """The slot's messages up to ``upto_lsn`` as ``("", data)`` rows, without consuming them.
+
+    Only ``data`` is asked for, in binary: a bytea in text form would be hex, twice the bytes,
+    encoded by the server and decoded here (the messages carry their own commit LSNs)."""
+    try:
+        with server.connection.cursor(binary=True) as cursor:
+            cursor.execute("SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
+                           "'proto_version', '1', 'publication_names', %s)", [slot, upto_lsn, int(changes), publication])
+            return [("", bytes(data)) for (data,) in cursor.fetchall()]
+    except psycopg.Error as exc:
+        raise DeltaError(f"{server.side} server rejected a statement: {str(exc).strip()}", side=server.side,
+                         statement="pg_logical_slot_peek_binary_changes") from exc
+
+
+# Messages per chunk while a peek streams: only the chunk, never the whole batch, is held in memory
+# (the decoder keeps keys only), however wide the rows are.
+STREAM_ROWS = 2000
+
+
+def stream_changes(server: Server, slot: str, publication: str, upto_lsn: str,
+                   changes: int) -> Iterator[tuple[str, bytes]]:
+    """:func:`peek_changes` as a stream of chunks of rows (libpq 17+; older ones fetch at once).
+
+    The stream must be read to its end before the connection runs another statement."""
+    if psycopg.pq.version() < 170000:
+        yield from peek_changes(server, slot, publication, upto_lsn, changes)
+        return
+    try:
+        with server.connection.cursor(binary=True) as cursor:
+            for (data,) in cursor.stream("SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
+                                         "'proto_version', '1', 'publication_names', %s)",
+                                         [slot, upto_lsn, int(changes), publication], size=STREAM_ROWS):
+                yield "", data
+    except psycopg.Error as exc:
+        raise DeltaError(f"{server.side} server rejected a statement: {str(exc).strip()}", side=server.side,
+                         statement="pg_logical_slot_peek_binary_changes") from exc
 
 
 def advance_slot(server: Server, slot: str, lsn: str) -> None:
@@ -567,6 +753,79 @@ def drop_publication(server: Server, publication: str) -> bool:
         return False
     server.execute(f"DROP PUBLICATION {quote(publication)}")
     return True
+
+
+# --- applying slot changes by key ---------------------------------------------------------------
+
+# Keys per statement when applying slot changes: one array parameter per key column, so a
+# statement costs one round trip and one index scan whatever the count, within bounded memory.
+SLOT_KEY_BATCH = 50_000
+
+
+def key_types(server: Server, tables: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``{table: {column: SQL type}}`` with modifiers (``character(4)``, not ``character``, which
+    would cut values to one character) and schema-qualified when not on the search path."""
+    if not tables:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for table, column, type_name in server.query(
+            "SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname || '.' || c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped", [list(tables)]):
+        found.setdefault(table, {})[column] = type_name
+    return found
+
+
+def keys_in(schema: TableSchema, types: dict[str, str], keys: Sequence[Key]) -> tuple[str, list]:
+    """WHERE text selecting exactly ``keys`` given as text (the slot's values), with one array
+    parameter per key column cast to the column's type: an index scan, and no statement text
+    that grows with the number of keys."""
+    arrays = [f"%s::text[]::{types[name]}[]" for name in schema.key]
+    values = [[None if key[index] is None else str(key[index]) for key in keys] for index in range(len(schema.key))]
+    if len(schema.key) == 1:
+        return f"{quote(schema.key[0])} = ANY({arrays[0]})", values
+    columns = key_list(schema)
+    return f"({columns}) IN (SELECT * FROM unnest({', '.join(arrays)}) AS slot_keys({columns}))", values
+
+
+def delete_slot_keys(server: Server, schema: TableSchema, types: dict[str, str], keys: Sequence[Key]) -> int:
+    deleted = 0
+    for start in range(0, len(keys), SLOT_KEY_BATCH):
+        where, parameters = keys_in(schema, types, keys[start:start + SLOT_KEY_BATCH])
+        deleted += server.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
+    return deleted
+
+
+def read_slot_rows(server: Server, schema: TableSchema, types: dict[str, str], keys: Sequence[Key]) -> list[bytes]:
+    """The source's rows of ``keys`` now, as COPY data (rows since deleted are simply absent)."""
+    data: list[bytes] = []
+    try:
+        with server.connection.cursor() as reader:
+            for start in range(0, len(keys), SLOT_KEY_BATCH):
+                where, parameters = keys_in(schema, types, keys[start:start + SLOT_KEY_BATCH])
+                with reader.copy(f"COPY (SELECT {column_list(schema)} FROM {quote_table(schema.name)} WHERE {where}) "
+                                 "TO STDOUT", parameters) as out:
+                    data.extend(bytes(block) for block in out)
+    except psycopg.Error as exc:
+        raise DeltaError(f"reading rows of {schema.name} from the source failed: {str(exc).strip()}",
+                         side="source", table=schema.name) from exc
+    return data
+
+
+def write_copy_data(server: Server, schema: TableSchema, data: Sequence[bytes]) -> int:
+    """COPY data read by :func:`read_slot_rows` into the table; rows written."""
+    if not data:
+        return 0
+    server.writes += 1
+    try:
+        with server.connection.cursor() as writer:
+            with writer.copy(f"COPY {quote_table(schema.name)} ({column_list(schema)}) FROM STDIN") as into:
+                for block in data:
+                    into.write(block)
+            return int(writer.rowcount or 0)
+    except psycopg.Error as exc:
+        raise DeltaError(f"copying rows of {schema.name} failed: {str(exc).strip()}", side="target",
+                         table=schema.name) from exc
 
 
 def both(first: Server, second: Server, on_first: Any, on_second: Any, pool: ThreadPoolExecutor) -> tuple:

@@ -5,20 +5,22 @@ stream the logical slot, fix sequences, verify.
 
     run_delta(delta_options(params), check_mode=False) -> result dict (the module's return values)
 
-Chunk bounds, checksum comparison, row-level narrowing, drift sentences and progress encoding
-are mysql_delta's; what is PostgreSQL's own is the SQL (postgres.py), the slot (pgoutput.py) and
+Chunk bounds, checksum comparison, bucket planning, row-level narrowing, drift sentences and
+progress encoding are mysql_delta's; what is PostgreSQL's own is the SQL (postgres.py), the slot (pgoutput.py) and
 sequences. Nothing is written before every table has passed the drift and prerequisite checks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
+from ..mysql_delta.buckets import ROWS_PER_BUCKET, Buckets, bucket_rows, differing_buckets
 from ..mysql_delta.checksum import ChunkChecksum, RowChanges, TableCounts, plan_row_changes
 from ..mysql_delta.chunking import FIRST_CHUNK_ROWS, Chunk, Key, next_chunk_size
 from ..mysql_delta.errors import DeltaError, InvalidOptions, SchemaDrift, VerifyFailed
@@ -30,16 +32,22 @@ from .pgoutput import Decoder, Transaction, merge
 
 ITEM_CHECKSUM = "checksum"
 ITEM_LOGICAL = "logical"
+ITEM_INDEXES = "deferred_indexes"
 ALL_TABLES = "*"
 # A differing chunk in which more than this share of rows changed is replaced as a range (one
 # sequential scan and one COPY) instead of by key lists (many index lookups).
 RANGE_READ_SHARE = 0.3
 # Decoded messages per peek; the server finishes the transaction it is in, so a batch is always
-# whole transactions, applied in one target transaction with the position it reaches.
-PEEK_CHANGES = 20_000
+# whole transactions, applied in one target transaction with the position it reaches. Each peek
+# decodes the WAL again from the slot's restart point, so a batch is as large as the keys kept in
+# memory allow (messages stream through in chunks; only keys are kept).
+PEEK_CHANGES = 200_000
 # Rows per COPY transaction when loading an empty table: large enough that index maintenance and
 # commits amortise, small enough that a crash loses at most a few seconds of work.
 EMPTY_LOAD_CHUNK_ROWS = 100_000
+# Buckets per chunk when a written chunk is compared again (its row count is not kept): enough
+# that no bucket holds more than a few dozen rows of a 100,000-row load chunk.
+VERIFY_BUCKETS = 4096
 
 
 class NotReady(DeltaError):
@@ -320,20 +328,94 @@ def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None
         lower, index = upper, index + 1
 
 
-def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: ChunkChecksum,
-               target_sum: ChunkChecksum) -> ChunkPlan:
-    """Narrow a differing chunk down to its differing rows (reads only)."""
+class BoundReader:
+    """Chunk bounds read ahead on a source connection of their own: the next chunk's upper key is
+    found while the current chunk is compared or copied, not before it."""
+
+    def __init__(self, run: Run, schema: TableSchema):
+        self.schema = schema
+        self.server = pg.Server(run.options.source)
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def after(self, lower: Key | None, rows: int) -> Future:
+        return self.pool.submit(pg.chunk_upper_bound, self.server, self.schema, lower, rows)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.server.close()
+
+    def __enter__(self):  # typing.Self is 3.11+; modules also import on 3.9
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def walk_buckets(pair: TablePair, schema: TableSchema, lower: Key | None = None
+                 ) -> Iterator[tuple[Chunk, Buckets, frozenset[str], frozenset[str]]]:
+    """Every chunk of a keyed table from ``lower`` to the end with both sides' bucket sums (see
+    :func:`pg.bucket_digests`) and the number of buckets asked for; sizes adapt to ~0.5 s."""
+    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
+    index = 0
+    with BoundReader(pair.run, schema) as bounds:
+        rows, upcoming = size, bounds.after(lower, size)
+        while True:
+            upper = upcoming.result()
+            chunk = Chunk(schema.name, index, lower, upper)
+            buckets = pg.chunk_buckets(schema, lower, upper, rows // ROWS_PER_BUCKET)
+            if upper is not None:
+                rows, upcoming = size, bounds.after(upper, size)
+            began = time.monotonic()
+            source_sums, target_sums = bucket_sums(pair, schema, chunk, buckets)
+            if pair.run.options.chunk_size is None:
+                size = next_chunk_size(size, time.monotonic() - began)
+            yield chunk, buckets, source_sums, target_sums
+            if upper is None:
+                return
+            lower, index = upper, index + 1
+
+
+def bucket_sums(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets
+                ) -> tuple[frozenset[str], frozenset[str]]:
+    def ask(server: pg.Server) -> frozenset[str]:
+        return pg.bucket_digests(server, schema, chunk.lower, chunk.upper, buckets)
+    return pair.both(ask, ask)
+
+
+def differences(pair: TablePair, schema: TableSchema, lower: Key | None
+                ) -> Iterator[tuple[Chunk, Callable[[TablePair], ChunkPlan] | None]]:
+    """Each chunk with what narrows it to its plan (reads only), or None when both sides hold the
+    same rows. The narrowing takes the connection pair to read with, which may be another one."""
     if schema.keyless:
-        return ChunkPlan(chunk, RowChanges(inserts=((),) * source_sum.rows, deletes=((),) * target_sum.rows),
-                         "whole", target_sum.rows)
-    if target_sum.rows == 0:
-        return ChunkPlan(chunk, RowChanges(inserts=((),) * source_sum.rows), "empty")
-    source_rows, target_rows = pair.both(lambda s: pg.row_hashes(s, schema, chunk.lower, chunk.upper),
-                                         lambda t: pg.row_hashes(t, schema, chunk.lower, chunk.upper))
-    changes = plan_row_changes(source_rows, target_rows)
-    share = len(changes.upserts) + len(changes.deletes)
-    mode = "range" if share > RANGE_READ_SHARE * max(1, len(source_rows)) else "keys"
-    return ChunkPlan(chunk, changes, mode, len(target_rows))
+        for chunk, source_sum, target_sum in walk_chunks(pair, schema):
+            yield chunk, (None if source_sum == target_sum else partial(plan_whole, chunk, source_sum, target_sum))
+        return
+    for chunk, buckets, source_sums, target_sums in walk_buckets(pair, schema, lower):
+        yield chunk, (None if source_sums == target_sums else
+                      partial(plan_chunk, schema=schema, chunk=chunk, buckets=buckets, source_sums=source_sums,
+                              target_sums=target_sums))
+
+
+def plan_whole(chunk: Chunk, source_sum: ChunkChecksum, target_sum: ChunkChecksum, pair: TablePair) -> ChunkPlan:
+    """A keyless table has no key to narrow by: it is replaced whole."""
+    del pair
+    return ChunkPlan(chunk, RowChanges(inserts=((),) * source_sum.rows, deletes=((),) * target_sum.rows),
+                     "whole", target_sum.rows)
+
+
+def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets, source_sums: frozenset[str],
+               target_sums: frozenset[str]) -> ChunkPlan:
+    """Narrow a differing chunk to its differing buckets, then to their differing rows (reads only)."""
+    source_rows = bucket_rows(source_sums)
+    if not target_sums:
+        return ChunkPlan(chunk, RowChanges(inserts=((),) * source_rows), "empty")
+    chosen = differing_buckets(source_sums, target_sums)
+    source_hashes, target_hashes = pair.both(
+        lambda server: pg.bucket_row_hashes(server, schema, chunk.lower, chunk.upper, buckets, chosen),
+        lambda server: pg.bucket_row_hashes(server, schema, chunk.lower, chunk.upper, buckets, chosen))
+    changes = plan_row_changes(source_hashes, target_hashes)
+    mode = "range" if len(changes) > RANGE_READ_SHARE * max(1, source_rows) else "keys"
+    return ChunkPlan(chunk, changes, mode, bucket_rows(target_sums))
 
 
 def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress: list[tuple[str, str, str]]) -> None:
@@ -373,31 +455,62 @@ def load_empty(run: Run, schema: TableSchema) -> TableCounts:
             counts.rows_inserted = pg.count_rows(pair.source, schema)
             counts.chunks_checked = counts.chunks_differing = 1
             return counts
+        indexes = pg.deferrable_indexes(pair.target, schema)
+        if indexes:
+            # Dropped with a note of their definitions in one transaction: a run that stops before
+            # the end of the load finds the note and builds them when its pass is through.
+            pg.drop_indexes(pair.target, indexes)
+            write_entries(pair, [(schema.name, ITEM_INDEXES, dumps({"indexes": [list(entry) for entry in indexes]}))])
         lower: Key | None = None
         index = 0
-        while True:
-            upper = None if schema.keyless else pg.chunk_upper_bound(pair.source, schema, lower, size)
-            chunk = Chunk(schema.name, index, lower, upper)
-            last = upper is None
-            try:
-                copied = pg.copy_rows(pair.source, pair.target, schema, lower, upper)
-                write_entries(pair, [(schema.name, ITEM_CHECKSUM, dumps({
-                    "status": "done" if last else "in_progress", "completed_through": encode_key(upper),
-                    "run_started_at": _now()}))])
-            except DeltaError as exc:
-                pair.target.rollback()
-                raise DeltaError(f"loading {chunk.describe()} failed on the target and was rolled back: {exc}; fix "
-                                 "the cause and rerun, the run resumes after the last committed chunk",
-                                 side="target", chunk=chunk.describe()) from exc
-            counts.rows_inserted += copied
-            counts.chunks_checked += 1
-            counts.chunks_differing += 1
-            counts.differing_chunks.append(chunk)
-            if run.after_chunk:
-                run.after_chunk(schema.name, index)
-            if last:
-                return counts
-            lower, index = upper, index + 1
+        bounds = None if schema.keyless else BoundReader(run, schema)
+        upcoming = None if bounds is None else bounds.after(None, size)
+        try:
+            while True:
+                upper = None if upcoming is None else upcoming.result()
+                if bounds is not None and upper is not None:
+                    upcoming = bounds.after(upper, size)
+                chunk = Chunk(schema.name, index, lower, upper)
+                last = upper is None
+                try:
+                    copied = pg.copy_rows(pair.source, pair.target, schema, lower, upper)
+                    write_entries(pair, [(schema.name, ITEM_CHECKSUM, dumps({
+                        "status": "done" if last else "in_progress", "completed_through": encode_key(upper),
+                        "run_started_at": _now()}))])
+                except DeltaError as exc:
+                    pair.target.rollback()
+                    raise DeltaError(f"loading {chunk.describe()} failed on the target and was rolled back: {exc}; fix "
+                                     "the cause and rerun, the run resumes after the last committed chunk",
+                                     side="target", chunk=chunk.describe()) from exc
+                counts.rows_inserted += copied
+                counts.chunks_checked += 1
+                counts.chunks_differing += 1
+                counts.differing_chunks.append(chunk)
+                if run.after_chunk:
+                    run.after_chunk(schema.name, index)
+                if last:
+                    rebuild_indexes(pair, schema, indexes)
+                    return counts
+                lower, index = upper, index + 1
+        finally:
+            if bounds is not None:
+                bounds.close()
+
+
+def rebuild_indexes(pair: TablePair, schema: TableSchema, indexes: Sequence[Sequence[str]]) -> None:
+    """Build the indexes a load deferred, and forget the note, in one target transaction."""
+    if not indexes:
+        return
+    try:
+        pg.create_indexes(pair.target, indexes)
+        pg.delete_state_entry(pair.target, pair.run.options.state_schema, pair.run.options.state_name,
+                              schema.name, ITEM_INDEXES)
+        pair.target.commit()
+    except DeltaError as exc:
+        pair.target.rollback()
+        raise DeltaError(f"building the indexes of {schema.name} deferred by its load failed: {exc}; fix the cause "
+                         "and rerun, the indexes are built at the end of the next pass",
+                         side="target", table=schema.name) from exc
 
 
 def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
@@ -412,34 +525,71 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
     resume = decode_key(progress.get("completed_through")) if progress.get("status") == "in_progress" else None
     if resume is not None and not schema.keyless:
         counts.resumed_from = encode_key(resume)
-    with TablePair(run) as pair:
+    # The chunks are compared on one connection pair while a second pair narrows and writes the
+    # differing chunk before (the comparison of chunk N+1 is the long part, and it runs on both
+    # servers while chunk N's few rows are found and copied). Only with no other unique key: an
+    # upsert then touches no row outside its own chunk, so a chunk found equal stays equal.
+    separate_writer = not schema.keyless and len(schema.unique_keys) <= 1
+    with TablePair(run) as pair, ThreadPoolExecutor(max_workers=1) as settler:
+        writer: TablePair | None = None
+        pending: Future | None = None
         wrote = False
         finished = True   # the last chunk written marked the pass done
-        for chunk, source_sum, target_sum in walk_chunks(pair, schema, None if schema.keyless else resume):
-            counts.chunks_checked += 1
-            if source_sum == target_sum:
-                continue
-            counts.chunks_differing += 1
-            counts.differing_chunks.append(chunk)
-            plan = plan_chunk(pair, schema, chunk, source_sum, target_sum)
-            counts.rows_inserted += len(plan.changes.inserts)
-            counts.rows_updated += len(plan.changes.updates)
-            counts.rows_deleted += len(plan.changes.deletes)
-            counts.copied_whole = counts.copied_whole or schema.keyless
-            if run.check_mode:
-                continue
-            last = chunk.upper is None
-            apply_chunk(pair, schema, plan, [(schema.name, ITEM_CHECKSUM, dumps({
-                "status": "done" if last else "in_progress", "completed_through": encode_key(chunk.upper),
-                "run_started_at": progress.get("run_started_at") or _now()}))])
-            wrote, finished = True, last
-            if run.after_chunk:
-                run.after_chunk(schema.name, chunk.index)
+        try:
+            for chunk, narrow in differences(pair, schema, None if schema.keyless else resume):
+                counts.chunks_checked += 1
+                if narrow is None:
+                    continue
+                counts.chunks_differing += 1
+                counts.differing_chunks.append(chunk)
+                last = chunk.upper is None
+                entries = [(schema.name, ITEM_CHECKSUM, dumps({
+                    "status": "done" if last else "in_progress", "completed_through": encode_key(chunk.upper),
+                    "run_started_at": progress.get("run_started_at") or _now()}))]
+                if writer is None:
+                    # Opened with the first differing chunk: a run with nothing to do opens none.
+                    writer = TablePair(run) if separate_writer else pair
+                if pending is not None:
+                    settled(run, schema, counts, pending.result())
+                pending = settler.submit(settle, writer, schema, chunk, narrow, entries)
+                if writer is pair:
+                    settled(run, schema, counts, pending.result())
+                    pending = None
+                wrote, finished = not run.check_mode, last
+            if pending is not None:
+                settled(run, schema, counts, pending.result())
+                pending = None
+        finally:
+            if pending is not None:
+                pending.exception()
+            if writer is not None and writer is not pair:
+                writer.close()
         # A pass that ends on equal chunks still has to say it got through, or the next run would
         # resume after its last differing chunk and never compare the ones before.
         if not run.check_mode and ((wrote and not finished) or (not wrote and progress.get("status") == "in_progress")):
             write_entries(pair, [(schema.name, ITEM_CHECKSUM, dumps({"status": "done"}))])
+        deferred = run.stored(schema.name, ITEM_INDEXES).get("indexes")
+        if deferred and not run.check_mode:
+            rebuild_indexes(pair, schema, deferred)
     return counts
+
+
+def settle(pair: TablePair, schema: TableSchema, chunk: Chunk, narrow: Callable[[TablePair], ChunkPlan],
+           progress: list[tuple[str, str, str]]) -> ChunkPlan:
+    """Narrow a differing chunk and, unless in check mode, apply it with its progress row."""
+    plan = narrow(pair)
+    if not pair.run.check_mode:
+        apply_chunk(pair, schema, plan, progress)
+    return plan
+
+
+def settled(run: Run, schema: TableSchema, counts: TableCounts, plan: ChunkPlan) -> None:
+    counts.rows_inserted += len(plan.changes.inserts)
+    counts.rows_updated += len(plan.changes.updates)
+    counts.rows_deleted += len(plan.changes.deletes)
+    counts.copied_whole = counts.copied_whole or schema.keyless
+    if run.after_chunk and not run.check_mode:
+        run.after_chunk(schema.name, plan.chunk.index)
 
 
 def _now() -> str:
@@ -548,32 +698,61 @@ def stream_slot(run: Run, source: pg.Server, streamed: list[str], stored: dict) 
     decoder = Decoder({name: run.schemas[name].key for name in streamed})
     for name in streamed:
         run.counts.setdefault(name, TableCounts())
+    limit = PEEK_CHANGES if not run.check_mode else 2 ** 31 - 1
     last_reached = 0
-    with TablePair(run) as pair:
-        while True:
-            rows = pg.peek_changes(source, options.slot_name, options.publication_name, end,
-                                   PEEK_CHANGES if not run.check_mode else 2 ** 31 - 1)
-            transactions = list(decoder.feed(rows))
-            if not transactions:
-                break
-            reached = max(transaction.end_lsn for transaction in transactions)
-            if reached <= last_reached:
-                break
-            last_reached = reached
-            batch = Transaction()
-            for transaction in transactions:
-                # A batch committed on the target before a crash, with the slot not yet advanced,
-                # comes again: its position is already stored, so it is skipped, not replayed.
-                if transaction.end_lsn > position:
-                    merge(batch, transaction)
-            count_batch(run, batch)
-            if run.check_mode:
-                break
-            if batch.tables:
-                apply_transactions(pair, batch, dict(stored, position=pg.lsn_text(max(reached, position))))
-            pg.advance_slot(source, options.slot_name, pg.lsn_text(reached))
-            position = max(position, reached)
+    with ThreadPoolExecutor(max_workers=1) as opener:
+        # The apply's connections open while the server decodes the slot.
+        pair_ready = None if run.check_mode else opener.submit(open_apply, run, streamed)
+        pair: TablePair | None = None
+        try:
+            while True:
+                fed = decoder.messages
+                transactions = list(decoder.feed(pg.stream_changes(source, options.slot_name,
+                                                                   options.publication_name, end, limit)))
+                exhausted = decoder.messages - fed < limit
+                reached = max((transaction.end_lsn for transaction in transactions), default=0)
+                if exhausted:
+                    # The peek stopped at the end, not at the limit: every transaction committed
+                    # before it was in this peek, so the slot can be confirmed up to the end (its
+                    # WAL then no longer held, nor decoded again by the next run).
+                    reached = max(reached, pg.lsn_number(end))
+                if reached <= last_reached:
+                    break
+                last_reached = reached
+                batch = Transaction()
+                for transaction in transactions:
+                    # A batch committed on the target before a crash, with the slot not yet advanced,
+                    # comes again: its position is already stored, so it is skipped, not replayed.
+                    if transaction.end_lsn > position:
+                        merge(batch, transaction)
+                count_batch(run, batch)
+                if pair_ready is None:
+                    break
+                if batch.tables:
+                    pair, types = pair_ready.result()
+                    apply_transactions(pair, batch, dict(stored, position=pg.lsn_text(max(reached, position))), types)
+                pg.advance_slot(source, options.slot_name, pg.lsn_text(reached))
+                position = max(position, reached)
+                if exhausted:
+                    break
+        finally:
+            if pair_ready is not None:
+                # Closed even when the first peek failed; a failed open has nothing to close.
+                if pair is None and pair_ready.exception() is None:
+                    pair = pair_ready.result()[0]
+                if pair is not None:
+                    pair.close()
     return position
+
+
+def open_apply(run: Run, streamed: list[str]) -> tuple[TablePair, dict[str, dict[str, str]]]:
+    """The apply's own connections, and the key columns' types (keys arrive from the slot as text)."""
+    pair = TablePair(run)
+    try:
+        return pair, pg.key_types(pair.source, streamed)
+    except DeltaError:
+        pair.close()
+        raise
 
 
 def count_batch(run: Run, batch: Transaction) -> None:
@@ -585,8 +764,13 @@ def count_batch(run: Run, batch: Transaction) -> None:
         counts.copied_whole = counts.copied_whole or changes.whole_table
 
 
-def apply_transactions(pair: TablePair, batch: Transaction, stored: dict) -> None:
-    """The batch's rows as the source has them now, and the new position, in one target transaction."""
+def apply_transactions(pair: TablePair, batch: Transaction, stored: dict, types: dict[str, dict[str, str]]) -> None:
+    """The batch's rows as the source has them now, and the new position, in one target transaction.
+
+    Each touched key is deleted on the target and the source's row, if it still has one, copied
+    back: the net effect of every event on that key, whatever their order, in two statements a
+    table. The source's rows are read while the target deletes.
+    """
     target = pair.target
     try:
         for name, changes in batch.tables.items():
@@ -596,14 +780,19 @@ def apply_transactions(pair: TablePair, batch: Transaction, stored: dict) -> Non
                 pg.copy_rows(pair.source, target, schema)
                 continue
             keys = list(changes.keys)
-            pg.delete_keys(target, schema, keys)
-            pg.copy_rows(pair.source, target, schema, keys=keys)
+            rows = pair.pool.submit(pg.read_slot_rows, pair.source, schema, types[name], keys)
+            try:
+                pg.delete_slot_keys(target, schema, types[name], keys)
+            except DeltaError:
+                wait([rows])        # the source connection is not left mid-COPY
+                raise
+            pg.write_copy_data(target, schema, rows.result())
         write_entries(pair, [(ALL_TABLES, ITEM_LOGICAL, dumps(stored))])
     except DeltaError as exc:
         target.rollback()
-        raise DeltaError(f"applying slot changes up to {stored['position']} failed on the target and was rolled back: "
+        raise DeltaError(f"applying slot changes up to {stored['position']} failed and the target was rolled back: "
                          f"{exc}; fix the cause and rerun, it resumes from the stored position",
-                         side="target") from exc
+                         side=exc.side or "target") from exc
     pair.run.state[(ALL_TABLES, ITEM_LOGICAL)] = dumps(stored)
     if pair.run.after_chunk:
         pair.run.after_chunk("logical", stored["position"])
@@ -634,6 +823,10 @@ def remove(options: DeltaOptions, source: pg.Server, target: pg.Server, check_mo
         if publication:
             pg.drop_publication(source, options.publication_name)
         if table:
+            # Indexes a stopped load deferred are noted only here: build them before the note goes.
+            for (_table, item), value in pg.read_state(target, options.state_schema, options.state_name).items():
+                if item == ITEM_INDEXES:
+                    pg.create_indexes(target, loads(value)["indexes"])
             target.write(f"DROP TABLE {pg.quote(options.state_schema)}.{pg.quote(options.state_name)}")
             target.commit()
     return {"changed": bool(slot or publication or table), "strategy": options.strategy,
@@ -691,8 +884,16 @@ def verify(run: Run, tables: list[str]) -> None:
         counts = run.counts.setdefault(schema.name, TableCounts())
         recheck_only = run.options.strategy == "checksum" and counts.resumed_from is None
         with TablePair(run) as pair:
-            chunks = ([(chunk, *checksums(pair, schema, chunk)) for chunk in counts.differing_chunks]
-                      if recheck_only else list(walk_chunks(pair, schema)))
+            chunks: list[tuple[Chunk, Any, Any]]
+            if schema.keyless or (recheck_only and not counts.differing_chunks):
+                chunks = ([(chunk, *checksums(pair, schema, chunk)) for chunk in counts.differing_chunks]
+                          if recheck_only else list(walk_chunks(pair, schema)))
+            elif recheck_only:
+                chunks = [(chunk, *bucket_sums(pair, schema, chunk, pg.chunk_buckets(
+                    schema, chunk.lower, chunk.upper, VERIFY_BUCKETS))) for chunk in counts.differing_chunks]
+            else:
+                chunks = [(chunk, source_sums, target_sums)
+                          for chunk, _buckets, source_sums, target_sums in walk_buckets(pair, schema)]
         bad = [chunk.describe() for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
         if bad:
             raise VerifyFailed(f"verify: {len(bad)} chunk(s) of {schema.name} differ after applying: {', '.join(bad)}; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from mysql_delta_lab import (
+    TABLES,
     ScratchServer,
     assert_same,
     binlog_end,
@@ -98,6 +99,42 @@ def test_binlog_delta_applies_row_events_since_the_recorded_position(mysql_sides
     before = binlog_end(new)
     again = delta(old, new, source_db, target_db, strategy="binlog")
     assert again["changed"] is False and binlog_events_for(new, target_db, before) == 0
+
+
+def test_binlog_delta_passes_over_other_databases_and_tables_not_copied(mysql_sides, monkeypatch):
+    old, new, source_db, target_db = mysql_sides
+    dropped = []
+    original_filter = binlog_module.event_filter
+
+    def counting_filter(stream):
+        keep = original_filter(stream)
+
+        def counted(data):
+            kept = keep(data)
+            if not kept:
+                dropped.append(data[5])
+            return kept
+        return counted
+
+    monkeypatch.setattr(binlog_module, "event_filter", counting_filter)
+    other_db = unique_name("delta_other")
+    create_database(old, other_db)
+    try:
+        fill(old, source_db)
+        delta(old, new, source_db, target_db, exclude_tables=["codes"])
+        # Tables of the same names in another database, written between the load and the delta: their
+        # row events are dropped unparsed, and must not reach the target's tables of those names.
+        fill(old, other_db, seed=5)
+        churn(old, source_db)
+        execute(old, other_db, "UPDATE items SET title = 'not ours'", "DELETE FROM memberships")
+        result = delta(old, new, source_db, target_db, strategy="binlog", exclude_tables=["codes"])
+        assert_same(old, new, source_db, target_db, tables=[name for name in TABLES if name != "codes"])
+        assert result["tables"]["items"]["rows_inserted"] == 21   # churn's 20 new rows and id 5 re-inserted
+        assert "codes" not in result["tables"]
+        assert query(new, target_db, "SELECT COUNT(*) FROM codes")[0][0] == 0
+        assert dropped, "the other database's row events were not dropped before parsing"
+    finally:
+        drop_database(old, other_db)
 
 
 def test_binlog_crash_between_batches_resumes_and_applies_each_event_once(mysql_sides, monkeypatch):
