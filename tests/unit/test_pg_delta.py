@@ -210,4 +210,3 @@ def test_row_hash_sends_builtin_types_binary_and_others_as_text():
                             key=("code", "member"), key_kind="primary")
     assert pg.bucket_of(composite, pg.chunk_buckets(composite, ("a", 1), ("b", 2), 4)) == \
         ('(hashtextextended(ROW("code", "member")::text, 0) %% %s)', [4])
-

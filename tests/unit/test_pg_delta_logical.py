@@ -45,8 +45,8 @@ def tuple_data(values: list) -> bytes:
 
 
 def row(kind: str, relid: int, *tuples: tuple[str, list]) -> bytes:
-    return kind.encode() + struct.pack(">I", relid) + b"".join(marker.encode() + tuple_data(values)
-                                                              for marker, values in tuples)
+    encoded = b"".join(marker.encode() + tuple_data(values) for marker, values in tuples)
+    return kind.encode() + struct.pack(">I", relid) + encoded
 
 
 def begin() -> bytes:

@@ -61,8 +61,8 @@ def test_simple_alias_to_weighted_and_back_each_in_one_atomic_batch(lab, account
 
     planned, counter = run(accounts, zone, weighted(balancers, 10), check_mode=True, exclusive=True)
     assert counter.writes == 0 and [change["action"] for change in planned["changes"]] == ["DELETE", "CREATE", "CREATE"]
-    assert planned["record_sets"] == [{"name": name, "type": "A", "alias": {**balancers["old"], "dns_name": balancers["old"]["dns_name"].lower() + ".",
-                                                                         "evaluate_target_health": False}}]
+    old_alias = {**balancers["old"], "dns_name": balancers["old"]["dns_name"].lower() + ".", "evaluate_target_health": False}
+    assert planned["record_sets"] == [{"name": name, "type": "A", "alias": old_alias}]
 
     converted, counter = run(accounts, zone, weighted(balancers, 50), exclusive=True)
     assert counter.changes == 1 and converted["change_batches"] == 1
