@@ -533,10 +533,30 @@ def plan_record_changes(desired: Sequence[RecordSet], actual: Sequence[RecordSet
     unchanged: list[str] = []
     conflicts: list[str] = []
     deleted: list[str] = []
+    routing_by_name: dict[tuple[str, str], list[RecordSet]] = {}
+    for record in actual:
+        routing_by_name.setdefault((record.name, record.type), []).append(record)
+    replaced: set[tuple[str, str, str]] = set()
     for key in sorted(desired_by_key):
         record = desired_by_key[key]
         current = actual_by_key.get(key)
-        if current is None:
+        # Route53 refuses a simple set beside weighted/latency/... sets of the same name and type, so
+        # a target that switched routing policy (e.g. a weighted cutover shift under way) holds this
+        # name with different data: a conflict, not a missing set.
+        other_policy = [other for other in routing_by_name.get((record.name, record.type), [])
+                        if (other.set_identifier is None) != (record.set_identifier is None)]
+        if current is None and other_policy:
+            if on_conflict == "overwrite":
+                for other in other_policy:
+                    if other.key not in replaced:
+                        replaced.add(other.key)
+                        changes.append(Change("DELETE", other, other, "other routing policy than the source"))
+                        deleted.append(other.label)
+                changes.append(Change("CREATE", record, None, "differs from source"))
+                updated.append(record.label)
+            else:
+                conflicts.append(record.label)
+        elif current is None:
             changes.append(Change("CREATE", record, None, "missing in target"))
             created.append(record.label)
         elif current == record:
@@ -554,7 +574,7 @@ def plan_record_changes(desired: Sequence[RecordSet], actual: Sequence[RecordSet
     if purge:
         for key in sorted(actual_by_key):
             record = actual_by_key[key]
-            if key in desired_by_key or is_apex_ns_or_soa(record, zone_name):
+            if key in desired_by_key or key in replaced or is_apex_ns_or_soa(record, zone_name):
                 continue
             if managed is not None and not managed(record):
                 continue

@@ -154,3 +154,24 @@ def test_records_absent_deletes_with_current_values():
     plan = plan_declared_records([{"name": "www.example.com", "type": "A"}], actual, zone_name="example.com",
                                  zone_id="Z1", state="absent")
     assert plan.changes[0].to_api()["ResourceRecordSet"]["ResourceRecords"] == [{"Value": "192.0.2.1"}]
+
+
+def test_a_simple_source_set_against_weighted_target_sets_is_a_conflict_not_a_create():
+    """A weighted shift under way in the target: Route53 would refuse a simple set beside it."""
+    simple = RecordSet.build("www.example.com.", "A", ttl=60, values=["192.0.2.1"])
+    weighted = [RecordSet.build("www.example.com.", "A", set_identifier=side, routing={"Weight": weight}, ttl=60,
+                                values=[address])
+                for side, weight, address in (("old", 50, "192.0.2.1"), ("new", 50, "192.0.2.2"))]
+
+    kept = plan_record_changes([simple], weighted, zone_name="example.com.", on_conflict="keep")
+    assert kept.changes == () and kept.conflicts == ("www.example.com. A",)
+
+    with pytest.raises(Route53PlanError, match="on_conflict"):
+        plan_record_changes([simple], weighted, zone_name="example.com.", on_conflict="fail")
+
+    overwritten = plan_record_changes([simple], weighted, zone_name="example.com.", on_conflict="overwrite", purge=True)
+    assert [(change.action, change.record.set_identifier) for change in overwritten.changes] == [
+        ("DELETE", "new"), ("DELETE", "old"), ("CREATE", None)]
+
+    back = plan_record_changes(weighted, [simple], zone_name="example.com.", on_conflict="keep")
+    assert back.changes == () and len(back.conflicts) == 2
