@@ -168,6 +168,7 @@ class WaitPlan:
     query_timeout: float
     port: int
     tcp_fallback: bool
+    changed_at: float | None = None  # when the awaited change went live, as an earlier run recorded it
 
 
 @dataclass
@@ -182,6 +183,7 @@ class WaitResult:
     cache_clear_at: float | None = None
     max_old_ttl: int | None = None
     max_old_ttl_source: str | None = None
+    cache_expiry_counted_from: str | None = None
     expected: tuple[str, ...] = ()
     pending_stage: str | None = None
 
@@ -199,6 +201,7 @@ class WaitResult:
             "cache_clear_at": iso_time(self.cache_clear_at) if self.cache_clear_at is not None else None,
             "max_old_ttl": self.max_old_ttl,
             "max_old_ttl_source": self.max_old_ttl_source,
+            "cache_expiry_counted_from": self.cache_expiry_counted_from,
             "zone": self.zone,
             "expected": list(self.expected),
             "servers": [o.row() for o in self.servers],
@@ -278,7 +281,8 @@ def plan_wait(name: str, rdtype: str = "A", expect: Sequence[str] | None = None,
               expect_absent: bool = False, match: str = "exact", stages: Sequence[str] | None = None,
               expect_name_servers: Sequence[str] | None = None, nameservers: Sequence[str] | None = None,
               resolvers: Sequence[str] | None = None, zone: str | None = None, timeout: float = 1800,
-              poll_interval: float = 5, query_timeout: float = 2, port: int = 53, tcp_fallback: bool = True) -> WaitPlan:
+              poll_interval: float = 5, query_timeout: float = 2, port: int = 53, tcp_fallback: bool = True,
+              changed_at: str | float | None = None, now: float | None = None) -> WaitPlan:
     """Validate the options into a plan; raises :class:`ProbeError` naming the option to fix."""
     if not HAS_DNSPYTHON:
         raise ProbeError(None, f"dnspython is required: {DNSPYTHON_IMPORT_ERROR}")
@@ -367,10 +371,41 @@ def plan_wait(name: str, rdtype: str = "A", expect: Sequence[str] | None = None,
             raise ProbeError(label, f"{number!r} must be a positive number of seconds")
     if not 0 < int(port) < 65536:
         raise ProbeError("port", f"{port!r} is not a port number; use 53 unless the servers listen elsewhere (a lab)")
+    changed_epoch = parse_changed_at(changed_at, time.time() if now is None else now)
+    if changed_epoch is not None and "cache_expiry" not in chosen:
+        raise ProbeError("changed_at", "changed_at only shortens the cache_expiry stage; add cache_expiry to stages "
+                                       "or leave changed_at out")
     return WaitPlan(expectation=expectation, stages=chosen, resolvers=resolver_addresses,
                     nameservers=tuple(str(n).strip() for n in (nameservers or ()) if str(n).strip()),
                     zone=zone, timeout=float(timeout), poll_interval=float(poll_interval),
-                    query_timeout=float(query_timeout), port=int(port), tcp_fallback=bool(tcp_fallback))
+                    query_timeout=float(query_timeout), port=int(port), tcp_fallback=bool(tcp_fallback),
+                    changed_at=changed_epoch)
+
+
+# A recorded time this far ahead of the local clock is a wrong value, not clock skew.
+CHANGED_AT_FUTURE_SLACK_S = 30.0
+
+
+def parse_changed_at(value: str | float | None, now: float) -> float | None:
+    """Epoch seconds from ``changed_at`` (epoch seconds or ISO 8601; no zone means UTC), or None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    try:
+        epoch = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ProbeError("changed_at", f"{text!r} is neither epoch seconds nor an ISO 8601 time; give e.g. "
+                                           "1764000000 or 2026-11-22T09:00:00Z") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)  # noqa: UP017 (older Pythons on managed hosts)
+        epoch = parsed.timestamp()
+    if epoch > now + CHANGED_AT_FUTURE_SLACK_S:
+        raise ProbeError("changed_at", f"{iso_time(epoch)} is in the future (now {iso_time(now)}); give the time "
+                                       "the change went live, as the earlier run recorded it")
+    return epoch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,6 +924,14 @@ class Waiter:
     def set_cache_deadline(self, result: WaitResult, agreed_at: float | None) -> None:
         if agreed_at is None:
             return
+        # A rerun after the change went live (changed_at, recorded by the run that made it) counts from then:
+        # caches took the new answer since. Not when this run still saw the old answer at the authoritative
+        # servers: the change went live later than recorded, so the recorded time proves nothing.
+        counted_from = agreed_at
+        result.cache_expiry_counted_from = "agreement"
+        if self.plan.changed_at is not None and not self.old_ttls and self.plan.changed_at < agreed_at:
+            counted_from = self.plan.changed_at
+            result.cache_expiry_counted_from = "changed_at"
         if self.old_ttls:
             result.max_old_ttl = max(self.old_ttls)
             result.max_old_ttl_source = "observed"
@@ -897,7 +940,7 @@ class Waiter:
             # best evidence of what they gave before (TTLs are lowered ahead, then kept for the flip)
             result.max_old_ttl = max(self.agreed_ttls) if self.agreed_ttls else 0
             result.max_old_ttl_source = "assumed from the new answer (the old answer was not seen)"
-        result.cache_clear_at = agreed_at + result.max_old_ttl
+        result.cache_clear_at = counted_from + result.max_old_ttl
 
 
 def wait_for_propagation(plan: WaitPlan, check_mode: bool = False, transport: DnsTransport | None = None,

@@ -119,6 +119,18 @@ options:
       - The zone holding I(name). Found from the resolver's SOA answers when not given; give it when the zone is
         not delegated yet (before the NS switch a new zone is invisible through the resolver).
     type: str
+  changed_at:
+    description:
+      - When the awaited change went live at the authoritative servers, as the run that made it recorded it, in
+        epoch seconds or ISO 8601 (UTC when no offset is given). For a rerun after that run was interrupted or had
+        finished, C(cache_expiry) then counts the old TTL from this time instead of from when this run first saw the
+        servers agree, so a rerun does not wait a whole TTL again.
+      - Ignored (RV(cache_expiry_counted_from) says C(agreement)) when this run still sees the old answer at an
+        authoritative server, since the change then went live later than recorded.
+      - Give only a time recorded after the change was in sync, for a record not changed since by other means; the
+        old answer is then no longer visible, so its TTL is assumed to be the new answer's.
+      - A time more than 30 s in the future fails, naming this option. Needs C(cache_expiry) in I(stages).
+    type: str
   timeout:
     description: Seconds to wait for all stages before failing.
     type: float
@@ -170,6 +182,17 @@ EXAMPLES = r"""
 - name: Tell the operator when the old proxy may stop forwarding
   ansible.builtin.debug:
     msg: "Old answer gone from caches at {{ www_cutover.cache_clear_at }} (TTL {{ www_cutover.max_old_ttl }} s)"
+
+# A rerun of the flip, which had already gone live: count the cache expiry from the time the first run
+# recorded right after its flip was in sync, instead of waiting a whole TTL again.
+- name: Wait for www again, counting from the recorded flip
+  cutover.migration.dns_cutover_wait:
+    name: www.example.com
+    type: A
+    expect_alias:
+      dns_name: "{{ new_alb.load_balancer.dns_name }}"
+    stages: [authoritative, resolvers, cache_expiry]
+    changed_at: "{{ recorded_flip.flipped_at }}"
 
 # After switching the NS records at the parent to the cloned zone's name servers.
 - name: Wait until the parent hands out the new zone's name servers
@@ -257,6 +280,13 @@ max_old_ttl_source:
   returned: when cache_expiry was reached
   type: str
   sample: observed
+cache_expiry_counted_from:
+  description:
+    - C(changed_at) when RV(cache_clear_at) counts from I(changed_at), C(agreement) when it counts from when this
+      run first saw the servers agree.
+  returned: when cache_expiry was reached
+  type: str
+  sample: changed_at
 zone:
   description: The zone apex the record belongs to (as found or given); null when not needed.
   returned: always
@@ -362,6 +392,7 @@ ARGUMENT_SPEC = {
     "nameservers": {"type": "list", "elements": "str"},
     "resolvers": {"type": "list", "elements": "str"},
     "zone": {"type": "str"},
+    "changed_at": {"type": "str"},
     "timeout": {"type": "float", "default": 1800},
     "poll_interval": {"type": "float", "default": 5},
     "query_timeout": {"type": "float", "default": 2},
@@ -383,7 +414,7 @@ def main() -> None:
             expect_name_servers=params["expect_name_servers"], nameservers=params["nameservers"],
             resolvers=params["resolvers"], zone=params["zone"], timeout=params["timeout"],
             poll_interval=params["poll_interval"], query_timeout=params["query_timeout"], port=params["port"],
-            tcp_fallback=params["tcp_fallback"],
+            tcp_fallback=params["tcp_fallback"], changed_at=params["changed_at"],
         )
         result = wait_for_propagation(plan, check_mode=module.check_mode)
     except ProbeError as error:

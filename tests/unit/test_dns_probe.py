@@ -382,3 +382,53 @@ def test_check_mode_reports_cache_clear_at_without_waiting_for_it():
     assert result.max_old_ttl_source.startswith("assumed")
     assert clock.now == 1_000_000.0
     assert [o.stage for o in result.servers] == ["authoritative", "authoritative", "resolvers"]
+
+
+def test_a_rerun_counts_cache_expiry_from_the_recorded_change_time():
+    """The flip went live 45 s before this run (recorded then): only the TTL's last 15 s are left to wait."""
+    clock = Clock()
+    network = ScriptedNetwork(clock, discovery({
+        ("192.0.2.1", "www.example.com.", "A"): a_record("192.0.2.20", ttl=60),
+        ("192.0.2.2", "www.example.com.", "A"): a_record("192.0.2.20", ttl=60),
+    }))
+    start = clock.now
+    plan = plan_wait("www.example.com", expect=["192.0.2.20"], stages=["authoritative", "cache_expiry"],
+                     resolvers=[RESOLVER], changed_at=str(start - 45), now=start)
+    result = run(plan, network, clock)
+    assert result.propagated and result.cache_expiry_counted_from == "changed_at"
+    assert result.cache_clear_at == pytest.approx(start + 15)
+    assert clock.now == pytest.approx(start + 15)
+
+
+def test_a_recorded_change_time_is_ignored_while_the_old_answer_is_still_served():
+    clock = Clock()
+    flip_at = clock.now + 10
+
+    def authoritative(now):
+        return a_record("192.0.2.20" if now >= flip_at else "192.0.2.10", ttl=60)
+
+    network = ScriptedNetwork(clock, discovery({
+        ("192.0.2.1", "www.example.com.", "A"): authoritative,
+        ("192.0.2.2", "www.example.com.", "A"): authoritative,
+    }))
+    start = clock.now
+    plan = plan_wait("www.example.com", expect=["192.0.2.20"], stages=["authoritative", "cache_expiry"],
+                     resolvers=[RESOLVER], poll_interval=5, changed_at=start - 500, now=start)
+    result = run(plan, network, clock)
+    assert result.cache_expiry_counted_from == "agreement" and result.max_old_ttl_source == "observed"
+    assert result.cache_clear_at == pytest.approx(start + result.stage_elapsed_s["authoritative"] + 60)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("yesterday", r"^changed_at: 'yesterday' is neither epoch seconds nor an ISO 8601 time"),
+    ("2030-01-01T00:00:00Z", r"^changed_at: 2030-01-01T00:00:00.000Z is in the future"),
+])
+def test_a_bad_changed_at_names_the_option(value, message):
+    with pytest.raises(ProbeError, match=message):
+        plan_wait("www.example.com", expect=["192.0.2.20"], stages=["authoritative", "cache_expiry"],
+                  changed_at=value, now=1_764_000_000.0)
+
+
+def test_changed_at_without_cache_expiry_names_the_stages():
+    with pytest.raises(ProbeError, match=r"^changed_at: .*add cache_expiry to stages"):
+        plan_wait("www.example.com", expect=["192.0.2.20"], changed_at="2026-11-22T09:00:00", now=1_800_000_000.0)
