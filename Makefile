@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 LABCTL := tests/lab/labctl
-TEST_CMD := $(VENV)/bin/pytest tests
+# Two lanes at once; tests/run says which tests share lab state and run in order.
+TEST_CMD := tests/run
 
 .PHONY: setup lab lab-down test demo bench sanity lint clean
 

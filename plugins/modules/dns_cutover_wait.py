@@ -185,14 +185,12 @@ EXAMPLES = r"""
 
 # A rerun of the flip, which had already gone live: count the cache expiry from the time the first run
 # recorded right after its flip was in sync, instead of waiting a whole TTL again.
-- name: Wait for www again, counting from the recorded flip
+- name: Wait for the API name again, counting from the recorded flip
   cutover.migration.dns_cutover_wait:
-    name: www.example.com
-    type: A
-    expect_alias:
-      dns_name: "{{ new_alb.load_balancer.dns_name }}"
-    stages: [authoritative, resolvers, cache_expiry]
-    changed_at: "{{ recorded_flip.flipped_at }}"
+    name: api.example.com
+    expect: [198.51.100.7]
+    stages: [authoritative, cache_expiry]
+    changed_at: "2026-11-21T23:04:05Z"   # e.g. the time a file written after the first run's flip holds
 
 # After switching the NS records at the parent to the cloned zone's name servers.
 - name: Wait until the parent hands out the new zone's name servers

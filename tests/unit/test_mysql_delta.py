@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.binlog import check_source_binlog, key_of
+from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.binlog import (
+    check_source_binlog,
+    key_of,
+    truncated_table,
+)
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.checksum import (
     ChunkChecksum,
     plan_row_changes,
@@ -236,3 +240,17 @@ def test_keys_are_cut_from_raw_row_images_skipping_every_other_column():
     assert keys == [(-7, 2**63 + 5), (42, 1)]
     # A row image that does not end where the event ends is refused (the caller decodes it the slow way).
     assert _cut_keys(first + second[:-2], readers, decoders, (0, 5), 1)[0] == -1
+
+
+@pytest.mark.parametrize("query, table", [
+    ("TRUNCATE TABLE items", ("shop", "items")),
+    ("truncate items", ("shop", "items")),
+    ("TRUNCATE TABLE `other`.`items`", ("other", "items")),
+    ("/* app */ TRUNCATE TABLE `we``ird`", ("shop", "we`ird")),
+    ("TRUNCATE TABLE shop . items", ("shop", "items")),
+    ("DELETE FROM items", None),
+    ("BEGIN", None),
+    ("CREATE TABLE truncate_log (id int)", None),
+])
+def test_a_truncate_statement_names_the_table_it_empties(query, table):
+    assert truncated_table(query, "shop") == table

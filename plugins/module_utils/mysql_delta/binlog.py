@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -158,6 +159,22 @@ def _plain(value):
     return str(value)
 
 
+# TRUNCATE is logged as a statement even with binlog_format=ROW: no row event says the rows went.
+_LEADING_COMMENTS = re.compile(r"^(?:\s|/\*.*?\*/)*", re.S)
+_TRUNCATE = re.compile(r"TRUNCATE\s+(?:TABLE\s+)?(?:`((?:[^`]|``)+)`|(\w+))(?:\s*\.\s*(?:`((?:[^`]|``)+)`|(\w+)))?",
+                       re.I)
+
+
+def truncated_table(query: str, default_database: str) -> tuple[str, str] | None:
+    """``(database, table)`` a TRUNCATE statement empties, or None for any other statement."""
+    match = _TRUNCATE.match(_LEADING_COMMENTS.sub("", query, count=1))
+    if match is None:
+        return None
+    first = (match.group(1) or "").replace("``", "`") or match.group(2)
+    second = (match.group(3) or "").replace("``", "`") or match.group(4)
+    return (first, second) if second else (default_database, first)
+
+
 def ends_group(event_type: str, query: str) -> bool:
     """Whether an event ends its transaction (or is a statement standing alone, like DDL)."""
     if event_type == "Xid":
@@ -277,6 +294,8 @@ class _Reader:
                         continue
                     self.take(event, schema)
                     continue
+                if isinstance(event, QueryEvent):
+                    self.take_statement(_text(event.query), _text(event.schema), position)
                 committed = isinstance(event, XidEvent) or (
                     isinstance(event, QueryEvent) and ends_group("Query", _text(event.query)))
                 if committed:
@@ -292,6 +311,18 @@ class _Reader:
                         break
         finally:
             stream.close()
+
+    def take_statement(self, query: str, default_database: str, position: BinlogPosition) -> None:
+        """A TRUNCATE of a copied table: the table is copied whole from the source, in this batch."""
+        emptied = truncated_table(query, default_database)
+        if emptied is None or emptied[0] != self.source.database:
+            return
+        schema = self.schemas.get(emptied[1])
+        since = self.skip_until.get(emptied[1])
+        if schema is None or (since is not None and position.order() <= since.order()):
+            return
+        self.batch.setdefault(schema.name, TableChanges()).whole_table = True
+        self.pending += 1
 
     def take(self, event, schema: TableSchema) -> None:
         changes = self.batch.setdefault(schema.name, TableChanges())

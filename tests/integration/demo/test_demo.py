@@ -7,8 +7,11 @@ A smaller configuration of `make demo` (its own world, a few thousand rows); the
 from __future__ import annotations
 
 import os
+import random
 import re
+import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,16 +30,44 @@ def set_old_server_writable(lab) -> None:
         cursor.execute("SET GLOBAL read_only = OFF")
 
 
+# The prod environment's old and new hosts (inventories/lab/hosts.yml), where the demo world's apps listen.
+PROD_HOST_ADDRESSES = ("127.0.57.1", "127.0.57.2", "127.0.57.11", "127.0.58.1", "127.0.58.2", "127.0.58.11")
+
+
+def free_port_base() -> int:
+    """A port base no app listens on yet: a `make demo` world or one left by an earlier run keeps its ports."""
+    for _attempt in range(50):
+        port_base = random.randrange(10000, 19000, 100)
+        if all(port_free(address, port_base + offset) for address in PROD_HOST_ADDRESSES for offset in (80, 81)):
+            return port_base
+    raise AssertionError("no free port base in 10000-19000: stop the labapp instances left running (labctl down)")
+
+
+def port_free(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((address, port)) != 0
+
+
+def stop_world_apps(world: str) -> None:
+    """DEMO_KEEP=1 leaves the world's app processes running; the suite goes on without them."""
+    for args_file in (REPO / "tests" / "lab" / "state").glob(f"labapp-{world}-*.args.json"):
+        instance = args_file.name[len("labapp-"):-len(".args.json")]
+        subprocess.run([sys.executable, str(REPO / "tests" / "lab" / "labapp.py"), "stop", "--instance", instance],
+                       capture_output=True, check=False)
+
+
 @pytest.fixture
 def demo_run(lab, tmp_path):
     world = f"demo{uuid.uuid4().hex[:5]}"
-    env = dict(os.environ, LAB_WORLD=world, LAB_PORT_BASE="8800", DEMO_ROWS="5000", DEMO_KEEP="1", DEMO_RATE="15",
-               DEMO_REPORT_DIR=str(tmp_path / "report"))
+    env = dict(os.environ, LAB_WORLD=world, LAB_PORT_BASE=str(free_port_base()), DEMO_ROWS="5000", DEMO_KEEP="1",
+               DEMO_RATE="15", DEMO_REPORT_DIR=str(tmp_path / "report"))
     try:
         completed = subprocess.run([str(REPO / "tests" / "lab" / "demo")], cwd=REPO, env=env, capture_output=True,
                                    text=True, timeout=1200, check=False)
     finally:
         set_old_server_writable(lab)
+        stop_world_apps(world)
     return completed, tmp_path / "report"
 
 

@@ -101,6 +101,23 @@ def test_binlog_delta_applies_row_events_since_the_recorded_position(mysql_sides
     assert again["changed"] is False and binlog_events_for(new, target_db, before) == 0
 
 
+def test_binlog_delta_copies_a_table_truncated_on_the_source_whole(mysql_sides):
+    """TRUNCATE is logged as a statement even in ROW format: no row event says the rows went."""
+    old, new, source_db, target_db = mysql_sides
+    fill(old, source_db)
+    delta(old, new, source_db, target_db)
+    assert query(new, target_db, "SELECT COUNT(*) FROM codes")[0][0] > 0
+    execute(old, source_db, "TRUNCATE TABLE codes", "INSERT INTO codes (code, label) VALUES ('after', 'truncate')")
+    churn(old, source_db)
+    result = delta(old, new, source_db, target_db, strategy="binlog")
+    assert_same(old, new, source_db, target_db)
+    assert ("after", "truncate") in query(new, target_db, "SELECT code, label FROM codes")
+    before = binlog_end(new)
+    again = delta(old, new, source_db, target_db, strategy="binlog")
+    assert again["changed"] is False and binlog_events_for(new, target_db, before) == 0
+    assert result["changed"] is True
+
+
 def test_binlog_delta_passes_over_other_databases_and_tables_not_copied(mysql_sides, monkeypatch):
     old, new, source_db, target_db = mysql_sides
     dropped = []

@@ -91,12 +91,18 @@ class World:
         run = self.playbook("inventories/lab-support/seed.yml")
         assert run.returncode == 0, run.stdout[-4000:]
 
-    def teardown(self) -> None:
-        unfreeze_lab_servers()
+    def teardown(self, unfreeze: bool = True) -> None:
+        if unfreeze:
+            unfreeze_lab_servers()
         for instance in (f"{self.lab_name}-web-old-1", f"{self.lab_name}-api-old-1",
                          f"{self.lab_name}-{self.environment}-web-new-1", f"{self.lab_name}-{self.environment}-api-new-1"):
             subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "lab" / "labapp.py"), "stop", "--instance", instance],
                            capture_output=True, check=False)
+
+
+def dns_flip_record(world: World) -> Path:
+    """The file the DNS stage writes on the control host when its flip went live (default cutover_state_dir)."""
+    return Path(os.environ["HOME"]) / ".cache" / "cutover.migration" / f"{world.environment}-{world.domain}-dns-flip.json"
 
 
 def unfreeze_lab_servers() -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 from playbook_lab import assert_untouched
 
-pytestmark = pytest.mark.timeout(600)
+# No MySQL DB stage: tests/run runs it beside the tests that freeze the lab MariaDB servers.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.mariadb_never_frozen]
 
 
 def test_check_mode_on_a_fresh_environment_plans_every_stage_and_changes_nothing(world, lab):

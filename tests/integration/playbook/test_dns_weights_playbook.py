@@ -79,8 +79,10 @@ def test_weighted_shift_steps_resume_after_a_failed_health_check_and_end_on_one_
     assert authoritative_answers(lab, name, 10) == {new_address}
     assert_migrated(world, lab)
 
-    rerun = world.playbook("playbooks/migrate.yml", "-e", weights(10, 50, 100))
+    rerun = world.playbook("playbooks/migrate.yml", "-v", "-e", weights(10, 50, 100))
     assert rerun.returncode == 0, rerun.stdout[-6000:]
+    # The 100 step recorded when it went live: the rerun's wait counted the old TTL from then.
+    assert rerun.stdout.count("cache_expiry_counted_from: changed_at") == 1
     assert rerun.changed_total == 0, {host: counts["changed"] for host, counts in rerun.recap.items()}
     assert "steps left: none" in " ".join(rerun.stdout.split())
     assert www_record_sets(world, lab) == {None: (None, new_lb)}

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
-from playbook_lab import REPO_ROOT, account_session, assert_migrated, new_load_balancer_address, resolve
+from playbook_lab import REPO_ROOT, account_session, assert_migrated, dns_flip_record, new_load_balancer_address, resolve
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -20,8 +18,7 @@ def test_migration_runs_every_stage_and_a_second_run_changes_nothing(world, lab)
     assert first.returncode == 0, first.stdout[-6000:]
     assert_migrated(world, lab)
     # The DNS stage recorded when its flip was in sync, to the new load balancer, on the control host.
-    flip_record = Path(os.environ["HOME"]) / ".cache" / "cutover.migration" / f"dev-{world.domain}-dns-flip.json"
-    recorded = json.loads(flip_record.read_text())
+    recorded = json.loads(dns_flip_record(world).read_text())
     assert started < recorded["flipped_at"] < time.time()
     assert recorded["names"] == [f"www.{world.domain}"]
     assert resolve(lab["LAB_RESOLVER"], recorded["target"]) == {new_load_balancer_address(world, lab)}

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from playbook_lab import resolve
 
-pytestmark = pytest.mark.timeout(1200)
+# No MySQL DB stage: tests/run runs it beside the tests that freeze the lab MariaDB servers.
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.mariadb_never_frozen]
 
 PG_OLD, PG_NEW = "127.0.56.11", "127.0.56.12"
 SCHEMA = """

@@ -8,7 +8,8 @@ import re
 import pytest
 from playbook_lab import account_session
 
-pytestmark = pytest.mark.timeout(900)
+# No MySQL DB stage: tests/run runs it beside the tests that freeze the lab MariaDB servers.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.mariadb_never_frozen]
 
 PROGRESS = re.compile(r"progress (\S+) -> (\S+): (\w+) objects (\d+)/(\d+) \((\d+) failed\), ([\d.]+)/([\d.]+) MiB, "
                       r"([\d.]+) MiB/s, ETA (\S+) s, elapsed ([\d.]+) s")

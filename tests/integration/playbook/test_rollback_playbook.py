@@ -11,6 +11,7 @@ from playbook_lab import (
     MYSQL_NEW,
     MYSQL_OLD,
     authoritative_answer,
+    dns_flip_record,
     global_read_only,
     load_balancer_address,
     mysql,
@@ -39,6 +40,7 @@ def test_rollback_points_every_name_back_brings_the_new_side_writes_to_the_old_d
     migrated = world.playbook("playbooks/migrate.yml", "-e", '{"dns_stage_stages": ["authoritative"]}')
     assert migrated.returncode == 0, migrated.stdout[-6000:]
     assert resolve(lab["LAB_RESOLVER"], f"db.{world.domain}") == {MYSQL_NEW}
+    first_flip = json.loads(dns_flip_record(world).read_text())["flipped_at"]
     assert authoritative_answer(lab["LAB_DNS_NEW"], f"www.{world.domain}") == {load_balancer_address(world, lab, "new")}
     # Writes after the cutover land on the new DB only: one through the new web app, two by hand.
     order = post_order("127.0.58.101", world.port_base + 80, 7, "42.42")
@@ -69,6 +71,9 @@ def test_rollback_points_every_name_back_brings_the_new_side_writes_to_the_old_d
     assert again["id"] > order["id"]
     assert scalar(MYSQL_OLD, f"SELECT COUNT(*) FROM orders WHERE id = {again['id']}", world.database) == 1
 
+    # A later migrate run must not count its DNS wait from the flip the rollback undid.
+    assert not dns_flip_record(world).exists()
+
     rerun = world.playbook("playbooks/rollback.yml")
     assert rerun.returncode == 0, rerun.stdout[-6000:]
     assert rerun.changed_total == 0, {host: counts["changed"] for host, counts in rerun.recap.items()}
@@ -77,5 +82,6 @@ def test_rollback_points_every_name_back_brings_the_new_side_writes_to_the_old_d
     # smoke test's write through the application account (no SUPER) lands there.
     migrated_again = world.playbook("playbooks/migrate.yml", "-e", '{"dns_stage_stages": ["authoritative"]}')
     assert migrated_again.returncode == 0, migrated_again.stdout[-6000:]
+    assert json.loads(dns_flip_record(world).read_text())["flipped_at"] > first_flip
     assert resolve(lab["LAB_RESOLVER"], f"db.{world.domain}") == {MYSQL_NEW}
     assert scalar(MYSQL_NEW, f"SELECT COUNT(*) FROM orders WHERE id > {again['id']}", world.database) >= 1
