@@ -22,7 +22,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,12 +30,8 @@ from urllib.parse import urlparse
 import pymysql
 
 REPO = Path(__file__).resolve().parents[1]
-LINK_ROOT = Path(tempfile.gettempdir()) / f"cutover-collections-{os.getuid()}"
-LINK = LINK_ROOT / "ansible_collections" / "cutover" / "migration"
-if not LINK.exists():
-    LINK.parent.mkdir(parents=True, exist_ok=True)
-    LINK.symlink_to(REPO)
-sys.path.insert(0, str(LINK_ROOT))
+sys.path.insert(0, str(REPO / "tests"))
+import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
 
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta import apply  # noqa: E402
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.apply import run_delta  # noqa: E402

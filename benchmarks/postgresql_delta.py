@@ -32,13 +32,8 @@ import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
-_COLLECTIONS = Path("/tmp") / f"cutover-collections-{os.getuid()}"
-_LINK = _COLLECTIONS / "ansible_collections" / "cutover" / "migration"
-if not _LINK.exists():
-    _LINK.parent.mkdir(parents=True, exist_ok=True)
-    _LINK.symlink_to(REPO)
-sys.path.insert(0, str(_COLLECTIONS))
-
+sys.path.insert(0, str(REPO / "tests"))
+import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
 import pglab  # noqa: E402
 
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.options import delta_options  # noqa: E402

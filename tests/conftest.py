@@ -6,6 +6,7 @@ a clear reason when it is down, never run against something else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -21,7 +22,10 @@ LABCTL = REPO_ROOT / "tests" / "lab" / "labctl"
 
 # Make `ansible_collections.cutover.migration...` importable from the working tree, the same
 # layout ansible-test and ansible-playbook see: <tmp>/ansible_collections/cutover/migration -> repo.
-_COLLECTIONS_ROOT = Path(tempfile.gettempdir()) / f"cutover-collections-{os.getuid()}"
+# One link per working tree: two checkouts on one machine (a CI clone beside a work tree) must
+# each import and run their own code, not whichever created a shared link first.
+_TREE_ID = hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:8]  # noqa: S324 - a name, not security
+_COLLECTIONS_ROOT = Path(tempfile.gettempdir()) / f"cutover-collections-{os.getuid()}-{_TREE_ID}"
 _LINK = _COLLECTIONS_ROOT / "ansible_collections" / "cutover" / "migration"
 if not _LINK.exists():
     _LINK.parent.mkdir(parents=True, exist_ok=True)

@@ -17,15 +17,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from . import mysql as sql
 from .binlog import ChangeBatch, check_source_binlog, read_changes
 from .checksum import ChunkChecksum, RowChanges, TableCounts, plan_row_changes
-from .chunking import FIRST_CHUNK_ROWS, Chunk, Key, next_chunk_size
-from .errors import BinlogNotReady, DeltaError, InvalidOptions, VerifyFailed
+from .chunking import Chunk, Key
+from .errors import BinlogNotReady, DeltaError, InvalidOptions
 from .options import DeltaOptions
 from .schema import TableSchema, check_schemas
 from .state import (
@@ -38,8 +39,9 @@ from .state import (
     dumps,
     encode_key,
     encode_value,
-    loads,
 )
+from .tables import DeltaRun, for_each_table, verify_tables
+from .tables import walk_chunks as tables_walk
 
 # A differing chunk in which more than this share of rows changed is re-read as a range (one
 # sequential scan) instead of by key lists (many index lookups).
@@ -64,19 +66,9 @@ class ChunkPlan:
 
 
 @dataclass
-class Run:
-    options: DeltaOptions
-    check_mode: bool
-    schemas: dict[str, TableSchema]
-    state: dict[tuple[str, str], str]
-    start: BinlogPosition | None
-    counts: dict[str, TableCounts] = field(default_factory=dict)
-    target_writes: int = 0
-    # Test seam: called after each chunk's transaction commits with (table, chunk index).
-    after_chunk: Callable[[str, int], None] | None = None
-
-    def stored(self, table: str, item: str) -> dict:
-        return loads(self.state.get((table, item)))
+class Run(DeltaRun):
+    # The source's binlog coordinates when the run began: what a checksum load records.
+    start: BinlogPosition | None = None
 
 
 def run_delta(options: DeltaOptions, check_mode: bool = False,
@@ -100,7 +92,6 @@ def run_delta(options: DeltaOptions, check_mode: bool = False,
             run.target_writes += 1
         target.commit()
 
-        warnings: list[str] = []
         position: BinlogPosition | None = start
         if options.strategy == "checksum":
             for_each_table(run, tables, sync_by_checksum)
@@ -108,7 +99,7 @@ def run_delta(options: DeltaOptions, check_mode: bool = False,
             position = sync_by_binlog(run, tables, source, target)
         else:
             for_each_table(run, tables, sync_by_watermark)
-            warnings.append("strategy=watermark does not see rows deleted on the source; run strategy=checksum "
+            run.warnings.append("strategy=watermark does not see rows deleted on the source; run strategy=checksum "
                             "(or binlog) for the final pass if deletes matter")
 
         if options.fix_auto_increment:
@@ -138,7 +129,7 @@ def run_delta(options: DeltaOptions, check_mode: bool = False,
         "source_frozen_at": frozen_at,
         "deletes_seen": options.strategy != "watermark",
         "keyless_tables": sorted(name for name in tables if schemas[name].keyless),
-        "warnings": warnings,
+        "warnings": run.warnings,
     }
     return result
 
@@ -189,19 +180,6 @@ def validate(options: DeltaOptions, source: sql.Server, target: sql.Server) -> t
                                      "upsert by; use strategy=checksum for it", side="source",
                                      option="watermark_columns")
     return tables, schemas
-
-
-def for_each_table(run: Run, tables: list[str], work: Callable[[Run, TableSchema], TableCounts]) -> None:
-    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
-        futures = {name: pool.submit(work, run, run.schemas[name]) for name in tables}
-        errors = []
-        for name, future in futures.items():
-            try:
-                run.counts[name] = future.result()
-            except DeltaError as exc:
-                errors.append(exc)
-    if errors:
-        raise errors[0]
 
 
 class TablePair:
@@ -264,23 +242,8 @@ def checksums(pair: TablePair, schema: TableSchema, chunk: Chunk) -> tuple[Chunk
 def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None
                 ) -> Iterator[tuple[Chunk, ChunkChecksum, ChunkChecksum]]:
     """Every chunk from ``lower`` to the end with both sides' checksums; sizes adapt to ~0.5 s."""
-    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
-    index = 0
-    if schema.keyless:
-        chunk = Chunk(schema.name, 0, None, None)
-        yield (chunk, *checksums(pair, schema, chunk))
-        return
-    while True:
-        upper = sql.chunk_upper_bound(pair.source, schema, lower, size)
-        chunk = Chunk(schema.name, index, lower, upper)
-        began = time.monotonic()
-        source_sum, target_sum = checksums(pair, schema, chunk)
-        if pair.run.options.chunk_size is None:
-            size = next_chunk_size(size, time.monotonic() - began)
-        yield chunk, source_sum, target_sum
-        if upper is None:
-            return
-        lower, index = upper, index + 1
+    return tables_walk(schema, pair.run.options.chunk_size, partial(sql.chunk_upper_bound, pair.source, schema),
+                       partial(checksums, pair, schema), lower)
 
 
 def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: ChunkChecksum,
@@ -425,50 +388,30 @@ def finish(run: Run, schema: TableSchema, pending: tuple) -> None:
 
 def load_chunks(pair: TablePair, schema: TableSchema, lower: Key | None) -> Iterator[ChunkPlan | None]:
     """An empty target: every chunk is "all rows differ", so no checksum is asked, only rows read."""
-    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
-    index = 0
-    while True:
-        began = time.monotonic()
-        upper = sql.chunk_upper_bound(pair.source, schema, lower, size)
-        found = sql.literals_in_range(pair.source, schema, lower, upper)
-        if pair.run.options.chunk_size is None:
-            size = next_chunk_size(size, time.monotonic() - began)
-        chunk = Chunk(schema.name, index, lower, upper)
-        if found or upper is None:
-            # Into an empty range every row is an insert; only their number is reported.
-            yield ChunkPlan(chunk, RowChanges(inserts=((),) * len(found)), tuple(found), into_empty=True)
-        else:
-            yield None
-        if upper is None:
-            return
-        lower, index = upper, index + 1
+    def read_rows(chunk: Chunk) -> tuple[list[bytes]]:
+        return (sql.literals_in_range(pair.source, schema, chunk.lower, chunk.upper),)
+
+    for chunk, found in tables_walk(schema, pair.run.options.chunk_size, partial(sql.chunk_upper_bound, pair.source,
+                                                                                 schema), read_rows, lower):
+        # Into an empty range every row is an insert; only their number is reported.
+        yield (ChunkPlan(chunk, RowChanges(inserts=((),) * len(found)), tuple(found), into_empty=True)
+               if found or chunk.upper is None else None)
 
 
 def plans(pair: TablePair, schema: TableSchema, lower: Key | None, counts: TableCounts) -> Iterator[ChunkPlan | None]:
     """Each chunk's plan, or None when it is equal on both sides."""
-    if schema.keyless:
-        for chunk, source_sum, target_sum in walk_chunks(pair, schema):
-            yield None if source_sum == target_sum else plan_chunk(pair, schema, chunk, source_sum, target_sum)
-        return
-    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
-    index = 0
-    while True:
-        upper = sql.chunk_upper_bound(pair.source, schema, lower, size)
-        chunk = Chunk(schema.name, index, lower, upper)
-        began = time.monotonic()
+    def plan(chunk: Chunk) -> tuple[ChunkPlan | None]:
         # When most chunks so far differed (changes spread over the whole table), the chunk
         # checksum is skipped: the per-row hashes answer "equal?" and "which rows?" in one read.
-        if counts.chunks_checked >= 2 and counts.chunks_differing * 2 > counts.chunks_checked:
-            plan = narrow(pair, schema, chunk)
-            yield plan if plan.changes else None
-        else:
-            source_sum, target_sum = checksums(pair, schema, chunk)
-            yield None if source_sum == target_sum else plan_chunk(pair, schema, chunk, source_sum, target_sum)
-        if pair.run.options.chunk_size is None:
-            size = next_chunk_size(size, time.monotonic() - began)
-        if upper is None:
-            return
-        lower, index = upper, index + 1
+        if not schema.keyless and counts.chunks_checked >= 2 and counts.chunks_differing * 2 > counts.chunks_checked:
+            narrowed = narrow(pair, schema, chunk)
+            return (narrowed if narrowed.changes else None,)
+        source_sum, target_sum = checksums(pair, schema, chunk)
+        return (None if source_sum == target_sum else plan_chunk(pair, schema, chunk, source_sum, target_sum),)
+
+    for _chunk, found in tables_walk(schema, pair.run.options.chunk_size, partial(sql.chunk_upper_bound, pair.source,
+                                                                                  schema), plan, lower):
+        yield found
 
 
 def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:
@@ -725,28 +668,13 @@ def fix_auto_increments(run: Run, tables: list[str], source: sql.Server, target:
 
 
 def verify(run: Run, tables: list[str]) -> None:
-    def check(run: Run, schema: TableSchema) -> TableCounts:
+    def differing_chunks(run: Run, schema: TableSchema) -> list[Chunk]:
         counts = run.counts.setdefault(schema.name, TableCounts())
-        recheck_only = (run.options.strategy == "checksum" and counts.resumed_from is None)
+        # A checksum pass that walked the whole table compares again only the chunks it changed.
+        recheck_only = run.options.strategy == "checksum" and counts.resumed_from is None
         with TablePair(run) as pair:
             chunks = ([(chunk, *checksums(pair, schema, chunk)) for chunk in counts.differing_chunks]
                       if recheck_only else list(walk_chunks(pair, schema)))
-        bad = [chunk.describe() for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
-        if bad:
-            raise VerifyFailed(f"verify: {len(bad)} chunk(s) of {schema.name} differ after applying: {', '.join(bad)}; "
-                               "if the source is still being written, freeze it (freeze_source=read_only) and rerun",
-                               side="target", option="verify", differing_chunks=bad, table=schema.name)
-        return counts
+        return [chunk for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
 
-    failures = []
-    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
-        for future in [pool.submit(check, run, run.schemas[name]) for name in tables]:
-            try:
-                future.result()
-            except VerifyFailed as exc:
-                failures.append(exc)
-    if failures:
-        chunks = [chunk for exc in failures for chunk in exc.details.get("differing_chunks", [])]
-        raise VerifyFailed("verify failed, chunks still differ: " + "; ".join(str(exc) for exc in failures),
-                           side="target", option="verify", differing_chunks=chunks,
-                           tables=sorted(exc.details["table"] for exc in failures))
+    verify_tables(run, tables, differing_chunks)

@@ -5,9 +5,10 @@ stream the logical slot, fix sequences, verify.
 
     run_delta(delta_options(params), check_mode=False) -> result dict (the module's return values)
 
-Chunk bounds, checksum comparison, bucket planning, row-level narrowing, drift sentences and
-progress encoding are mysql_delta's; what is PostgreSQL's own is the SQL (postgres.py), the slot (pgoutput.py) and
-sequences. Nothing is written before every table has passed the drift and prerequisite checks.
+The run record, the per-table workers, the chunk walk and verify's report (mysql_delta/tables.py),
+chunk bounds, checksum comparison, bucket planning, row-level narrowing, drift sentences and
+progress encoding are mysql_delta's; what is PostgreSQL's own is the SQL (postgres.py), the slot
+(pgoutput.py) and sequences. Nothing is written before every table has passed the drift and prerequisite checks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -23,9 +24,11 @@ from typing import Any
 from ..mysql_delta.buckets import ROWS_PER_BUCKET, Buckets, bucket_rows, differing_buckets
 from ..mysql_delta.checksum import ChunkChecksum, RowChanges, TableCounts, plan_row_changes
 from ..mysql_delta.chunking import FIRST_CHUNK_ROWS, Chunk, Key, next_chunk_size
-from ..mysql_delta.errors import DeltaError, InvalidOptions, SchemaDrift, VerifyFailed
+from ..mysql_delta.errors import DeltaError, InvalidOptions, SchemaDrift
 from ..mysql_delta.schema import TableSchema, check_schemas
 from ..mysql_delta.state import decode_key, dumps, encode_key, loads
+from ..mysql_delta.tables import DeltaRun, for_each_table, verify_tables
+from ..mysql_delta.tables import walk_chunks as tables_walk
 from . import postgres as pg
 from .options import DeltaOptions
 from .pgoutput import Decoder, Transaction, merge
@@ -65,20 +68,7 @@ class ChunkPlan:
     target_rows: int = 0
 
 
-@dataclass
-class Run:
-    options: DeltaOptions
-    check_mode: bool
-    schemas: dict[str, TableSchema]
-    state: dict[tuple[str, str], str]
-    counts: dict[str, TableCounts] = field(default_factory=dict)
-    target_writes: int = 0
-    warnings: list[str] = field(default_factory=list)
-    # Test seam: called after each chunk or slot batch commits with (table, index or LSN).
-    after_chunk: Callable[[str, Any], None] | None = None
-
-    def stored(self, table: str, item: str) -> dict:
-        return loads(self.state.get((table, item)))
+Run = DeltaRun  # a PostgreSQL run keeps nothing beyond the shared record
 
 
 def run_delta(options: DeltaOptions, check_mode: bool = False,
@@ -239,36 +229,6 @@ def check_logical_ready(source: pg.Server, options: DeltaOptions) -> None:
                            side="source", option="strategy")
 
 
-def for_each_table(run: Run, tables: list[str], work: Callable[[Run, TableSchema], TableCounts]) -> None:
-    if not tables:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
-        futures = {name: pool.submit(work, run, run.schemas[name]) for name in tables}
-        errors = []
-        for name, future in futures.items():
-            try:
-                counts = future.result()
-            except DeltaError as exc:
-                errors.append(exc)
-                continue
-            previous = run.counts.get(name)
-            run.counts[name] = add_counts(previous, counts) if previous else counts
-    if errors:
-        raise errors[0]
-
-
-def add_counts(first: TableCounts, second: TableCounts) -> TableCounts:
-    first.rows_inserted += second.rows_inserted
-    first.rows_updated += second.rows_updated
-    first.rows_deleted += second.rows_deleted
-    first.chunks_checked += second.chunks_checked
-    first.chunks_differing += second.chunks_differing
-    first.copied_whole = first.copied_whole or second.copied_whole
-    first.differing_chunks.extend(second.differing_chunks)
-    first.resumed_from = first.resumed_from or second.resumed_from
-    return first
-
-
 class TablePair:
     """A worker's own connections: source (autocommit reads) and target (one transaction per chunk)."""
 
@@ -309,23 +269,8 @@ def checksums(pair: TablePair, schema: TableSchema, chunk: Chunk) -> tuple[Chunk
 def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None
                 ) -> Iterator[tuple[Chunk, ChunkChecksum, ChunkChecksum]]:
     """Every chunk from ``lower`` to the end with both sides' checksums; sizes adapt to ~0.5 s."""
-    size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
-    if schema.keyless:
-        chunk = Chunk(schema.name, 0, None, None)
-        yield (chunk, *checksums(pair, schema, chunk))
-        return
-    index = 0
-    while True:
-        upper = pg.chunk_upper_bound(pair.source, schema, lower, size)
-        chunk = Chunk(schema.name, index, lower, upper)
-        began = time.monotonic()
-        source_sum, target_sum = checksums(pair, schema, chunk)
-        if pair.run.options.chunk_size is None:
-            size = next_chunk_size(size, time.monotonic() - began)
-        yield chunk, source_sum, target_sum
-        if upper is None:
-            return
-        lower, index = upper, index + 1
+    return tables_walk(schema, pair.run.options.chunk_size, partial(pg.chunk_upper_bound, pair.source, schema),
+                       partial(checksums, pair, schema), lower)
 
 
 class BoundReader:
@@ -880,8 +825,9 @@ def fix_sequences(run: Run, tables: list[str], source: pg.Server, target: pg.Ser
 
 
 def verify(run: Run, tables: list[str]) -> None:
-    def check(run: Run, schema: TableSchema) -> None:
+    def differing_chunks(run: Run, schema: TableSchema) -> list[Chunk]:
         counts = run.counts.setdefault(schema.name, TableCounts())
+        # A checksum pass that walked the whole table compares again only the chunks it changed.
         recheck_only = run.options.strategy == "checksum" and counts.resumed_from is None
         with TablePair(run) as pair:
             chunks: list[tuple[Chunk, Any, Any]]
@@ -894,21 +840,6 @@ def verify(run: Run, tables: list[str]) -> None:
             else:
                 chunks = [(chunk, source_sums, target_sums)
                           for chunk, _buckets, source_sums, target_sums in walk_buckets(pair, schema)]
-        bad = [chunk.describe() for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
-        if bad:
-            raise VerifyFailed(f"verify: {len(bad)} chunk(s) of {schema.name} differ after applying: {', '.join(bad)}; "
-                               "if the source is still being written, freeze it (freeze_source=read_only) and rerun",
-                               side="target", option="verify", differing_chunks=bad, table=schema.name)
+        return [chunk for chunk, source_sum, target_sum in chunks if source_sum != target_sum]
 
-    failures = []
-    with ThreadPoolExecutor(max_workers=max(1, min(run.options.parallel_tables, len(tables)))) as pool:
-        for future in [pool.submit(check, run, run.schemas[name]) for name in tables]:
-            try:
-                future.result()
-            except VerifyFailed as exc:
-                failures.append(exc)
-    if failures:
-        chunks = [chunk for exc in failures for chunk in exc.details.get("differing_chunks", [])]
-        raise VerifyFailed("verify failed, chunks still differ: " + "; ".join(str(exc) for exc in failures),
-                           side="target", option="verify", differing_chunks=chunks,
-                           tables=sorted(exc.details["table"] for exc in failures))
+    verify_tables(run, tables, differing_chunks)
