@@ -150,21 +150,42 @@ def test_slot_keys_are_one_typed_array_per_key_column():
 
 
 class FakeSource:
-    """Answers the two LSN questions :func:`pg.current_lsn` asks."""
+    """Answers the LSN questions :func:`pg.current_lsn` asks: the insert position, then the flushed
+    one as each poll finds it. A stand-in because a real server's WAL writer flushes on its own
+    clock; the lab test of the same function runs against PostgreSQL."""
 
-    def __init__(self, insert: str, flushed: list[str]):
+    def __init__(self, insert: str, flushed: list[str], flushes_on_commit: bool = False):
         self.insert, self.flushed = insert, list(flushed)
+        self.flushes_on_commit = flushes_on_commit
+        self.executed: list[str] = []
+
+    def _flushed(self) -> str:
+        return self.flushed.pop(0) if len(self.flushed) > 1 else self.flushed[0]
 
     def query(self, sql: str, parameters=None) -> list[tuple]:
         if "insert_lsn" in sql:
-            return [(self.insert,)]
-        return [(self.flushed.pop(0) if len(self.flushed) > 1 else self.flushed[0],)]
+            return [(self.insert, self._flushed())]
+        return [(self._flushed(),)]
+
+    def execute(self, sql: str, parameters=None) -> int:
+        self.executed.append(sql)
+        if self.flushes_on_commit:
+            self.flushed = [self.insert]
+        return 0
 
 
 def test_the_end_is_the_insert_position_once_flushed_else_the_flushed_end():
-    assert pg.current_lsn(FakeSource("0/2000", ["0/1000", "0/2000"]), wait_s=5) == "0/2000"
+    assert pg.current_lsn(FakeSource("0/2000", ["0/1000", "0/1000", "0/2000"]), wait_s=5) == "0/2000"
     # The WAL never gets flushed that far: the slot must not be confirmed past what it can read.
     assert pg.current_lsn(FakeSource("1/0", ["0/FFFF0000"]), wait_s=0.1) == "0/FFFF0000"
+
+
+def test_an_unflushed_end_is_flushed_by_a_synchronous_commit_not_waited_for():
+    flushed_already = FakeSource("0/2000", ["0/2000"])
+    assert pg.current_lsn(flushed_already) == "0/2000" and flushed_already.executed == []
+    behind = FakeSource("0/2000", ["0/1000"], flushes_on_commit=True)
+    assert pg.current_lsn(behind, wait_s=0) == "0/2000"
+    assert behind.executed == ["BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT"]
 
 
 def test_the_decoder_counts_the_messages_it_was_fed():

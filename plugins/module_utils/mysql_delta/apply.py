@@ -99,8 +99,8 @@ def run_delta(options: DeltaOptions, check_mode: bool = False,
             position = sync_by_binlog(run, tables, source, target)
         else:
             for_each_table(run, tables, sync_by_watermark)
-            run.warnings.append("strategy=watermark does not see rows deleted on the source; run strategy=checksum "
-                            "(or binlog) for the final pass if deletes matter")
+            run.warnings.append("strategy=watermark does not see rows deleted on the source; run "
+                                "strategy=checksum (or binlog) for the final pass if deletes matter")
 
         if options.fix_auto_increment:
             fix_auto_increments(run, tables, source, target)

@@ -652,7 +652,15 @@ def current_lsn(server: Server, wait_s: float = 10.0) -> str:
     only, and a commit made with synchronous_commit=off reaches disk up to 3 x wal_writer_delay
     later (0.6 s by default). Should the wait run out, the flushed end is returned instead: the
     slot is confirmed up to this end, and confirming past WAL it could not read would skip it."""
-    end = str(server.query("SELECT pg_current_wal_insert_lsn()::text")[0][0])
+    end, flushed = server.query("SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text")[0]
+    end = str(end)
+    if lsn_number(str(flushed)) >= lsn_number(end):
+        return end
+    # Not flushed yet: commit a transaction that has an ID with synchronous_commit on; its commit
+    # flushes the WAL up to its own record, past the end read above. One round trip instead of
+    # waiting for the WAL writer (up to wal_writer_delay); polling remains the fallback.
+    with contextlib.suppress(DeltaError):
+        server.execute("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT")
     deadline = time.monotonic() + wait_s
     while True:
         flushed = str(server.query("SELECT pg_current_wal_flush_lsn()::text")[0][0])
@@ -805,7 +813,18 @@ def read_slot_rows(server: Server, schema: TableSchema, types: dict[str, str], k
                 where, parameters = keys_in(schema, types, keys[start:start + SLOT_KEY_BATCH])
                 with reader.copy(f"COPY (SELECT {column_list(schema)} FROM {quote_table(schema.name)} WHERE {where}) "
                                  "TO STDOUT", parameters) as out:
-                    data.extend(bytes(block) for block in out)
+                    # One message per row comes in; the target's COPY is then written a megabyte
+                    # at a time, not a call per row.
+                    pending: list = []
+                    size = 0
+                    for block in out:
+                        pending.append(block)
+                        size += len(block)
+                        if size >= COPY_BUFFER_BYTES:
+                            data.append(b"".join(pending))
+                            pending, size = [], 0
+                    if pending:
+                        data.append(b"".join(pending))
     except psycopg.Error as exc:
         raise DeltaError(f"reading rows of {schema.name} from the source failed: {str(exc).strip()}",
                          side="source", table=schema.name) from exc

@@ -151,3 +151,23 @@ def test_a_run_with_nothing_to_apply_confirms_the_slot_to_the_end(loaded):
     assert target_write_count(new, target_db) == before
     assert slot_confirmed(old, source_db) >= written
     assert pg.lsn_number(result["replication_slot"]["position"]) >= written
+
+
+def test_changes_committed_without_waiting_for_the_flush_are_inside_the_end_and_applied(loaded):
+    old, new, source_db, target_db = loaded
+    with connect(old, source_db) as connection:
+        connection.execute("SET synchronous_commit = off")
+        for number in range(20):
+            connection.execute("INSERT INTO texts (name, value) VALUES (%s, 'async')", [f"async {number}"])
+        committed = pg.lsn_number(connection.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+    source = pg.Server(delta_options({"source": side(old, source_db), "target": side(new, target_db)}).source)
+    try:
+        end = pg.lsn_number(pg.current_lsn(source))
+        flushed = pg.lsn_number(source.query("SELECT pg_current_wal_flush_lsn()::text")[0][0])
+    finally:
+        source.close()
+    # The end covers every commit made before it was read, and decoding can read up to it.
+    assert committed <= end <= flushed
+    run(old, new, source_db, target_db)
+    assert_same(old, source_db, new, target_db)
+    assert ("async 19", "async", None) in rows(new, target_db, "public.texts")
