@@ -329,6 +329,7 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
         pending: deque = deque()
         previous: Future | None = None
         submitted = 0
+        finished = False   # the last chunk written was the table's final one, and marked the pass done
         for plan in chunks:
             counts.chunks_checked += 1
             if plan is None:
@@ -365,14 +366,16 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
                 previous = pair.pool.submit(apply_chunk, pair, schema, plan, entries)
             submitted += 1
             pending.append((previous, chunk.index))
-            wrote = True
+            wrote, finished = True, last
         while pending:
             finish(run, schema, pending.popleft())
-        if not run.check_mode and not wrote:
+        # A pass that ends on equal chunks still has to say it got through, or the next run would
+        # resume after its last differing chunk and never compare the ones before.
+        if not run.check_mode and not finished:
             entries = []
-            if progress.get("status") == "in_progress":
+            if wrote or progress.get("status") == "in_progress":
                 entries.append((schema.name, ITEM_CHECKSUM, dumps({"status": "done", "coords": coords})))
-            if coords and not run.stored(schema.name, ITEM_BINLOG) or (entries and coords):
+            if coords and (entries or not run.stored(schema.name, ITEM_BINLOG)):
                 entries.append((schema.name, ITEM_BINLOG, dumps(coords)))
             if entries:
                 write_entries(pair, entries)

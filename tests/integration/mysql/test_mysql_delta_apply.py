@@ -195,6 +195,25 @@ def test_failed_chunk_rolls_back_and_rerun_converges(mysql_sides):
     assert_same(old, new, source_db, target_db, tables=("parents", "items"))
 
 
+def test_a_pass_whose_last_chunks_are_equal_is_done_and_the_next_compares_every_chunk(mysql_sides):
+    old, new, source_db, target_db = mysql_sides
+    fill(old, source_db)
+    tables = ["parents", "items"]
+    delta(old, new, source_db, target_db, chunk_size=50, tables=tables)
+    # A change in the second of six chunks only: the pass writes it, then finds the rest equal.
+    execute(old, source_db, "UPDATE items SET title = 'second chunk' WHERE id = 60")
+    first = delta(old, new, source_db, target_db, chunk_size=50, tables=tables, verify=False)
+    assert first["tables"]["items"]["rows_updated"] == 1
+    # Then a change before that chunk: the next pass must compare from the first chunk again.
+    execute(old, source_db, "UPDATE items SET title = 'first chunk' WHERE id = 10")
+    second = delta(old, new, source_db, target_db, chunk_size=50, tables=tables)
+    assert "resumed_from" not in second["tables"]["items"]
+    assert second["tables"]["items"]["rows_updated"] == 1 and second["verified"] is True
+    assert query(new, target_db, "SELECT title FROM items WHERE id IN (10, 60) ORDER BY id") == [
+        ("first chunk",), ("second chunk",)]
+    assert_same(old, new, source_db, target_db, tables=tuple(tables))
+
+
 def test_watermark_delta_copies_rows_above_the_mark_and_says_deletes_are_not_seen(mysql_sides):
     old, new, source_db, target_db = mysql_sides
     fill(old, source_db)

@@ -142,6 +142,28 @@ def test_checksum_crash_mid_apply_then_rerun_resumes_and_converges(pg_sides):
     assert_no_write_on_rerun(old, new, source_db, target_db, chunk_size=100)
 
 
+def test_a_pass_whose_last_chunks_are_equal_is_done_and_the_next_compares_every_chunk(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    tables = ["public.parents", "public.items"]
+    run(old, new, source_db, target_db, chunk_size=100, tables=tables)
+    # A change in the second of four chunks only: the pass writes it, then finds the rest equal.
+    with connect(old, source_db) as connection:
+        connection.execute("UPDATE items SET title = 'second chunk' WHERE id = 150")
+    first = run(old, new, source_db, target_db, chunk_size=100, tables=tables, verify=False)
+    assert first["tables"]["public.items"]["rows_updated"] == 1
+    # Then a change before that chunk: the next pass must compare from the first chunk again.
+    with connect(old, source_db) as connection:
+        connection.execute("UPDATE items SET title = 'first chunk' WHERE id = 10")
+    second = run(old, new, source_db, target_db, chunk_size=100, tables=tables)
+    assert "resumed_from" not in second["tables"]["public.items"]
+    assert second["tables"]["public.items"]["rows_updated"] == 1 and second["verified"] is True
+    with connect(new, target_db) as connection:
+        titles = connection.execute("SELECT title FROM items WHERE id IN (10, 150) ORDER BY id").fetchall()
+    assert titles == [("first chunk",), ("second chunk",)]
+    assert_equal(old, source_db, new, target_db, tables=tables)
+
+
 def test_logical_crash_after_a_batch_applies_each_transaction_once(pg_sides, monkeypatch):
     old, new, source_db, target_db = pg_sides
     seed(old, source_db)
