@@ -31,7 +31,8 @@ import pymysql
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
+# Imported for its side effect: it makes ansible_collections.cutover.migration importable.
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta import apply  # noqa: E402
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.apply import run_delta  # noqa: E402

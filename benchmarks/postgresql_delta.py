@@ -33,7 +33,8 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 sys.path.insert(0, str(REPO / "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.cutover.migration importable)
+# Imported for its side effect: it makes ansible_collections.cutover.migration importable.
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 import pglab  # noqa: E402
 
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.options import delta_options  # noqa: E402
