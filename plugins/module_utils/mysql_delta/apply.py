@@ -239,11 +239,12 @@ def checksums(pair: TablePair, schema: TableSchema, chunk: Chunk) -> tuple[Chunk
     return pair.both(ask, ask)
 
 
-def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None
-                ) -> Iterator[tuple[Chunk, ChunkChecksum, ChunkChecksum]]:
-    """Every chunk from ``lower`` to the end with both sides' checksums; sizes adapt to ~0.5 s."""
+def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None,
+                compare: Callable[[Chunk], tuple] | None = None) -> Iterator[tuple]:
+    """Every chunk from ``lower`` to the end with ``compare``'s answer (default: both sides'
+    checksums); sizes adapt to ~0.5 s."""
     return tables_walk(schema, pair.run.options.chunk_size, partial(sql.chunk_upper_bound, pair.source, schema),
-                       partial(checksums, pair, schema), lower)
+                       compare or partial(checksums, pair, schema), lower)
 
 
 def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, source_sum: ChunkChecksum,
@@ -394,8 +395,7 @@ def load_chunks(pair: TablePair, schema: TableSchema, lower: Key | None) -> Iter
     def read_rows(chunk: Chunk) -> tuple[list[bytes]]:
         return (sql.literals_in_range(pair.source, schema, chunk.lower, chunk.upper),)
 
-    for chunk, found in tables_walk(schema, pair.run.options.chunk_size, partial(sql.chunk_upper_bound, pair.source,
-                                                                                 schema), read_rows, lower):
+    for chunk, found in walk_chunks(pair, schema, lower, read_rows):
         # Into an empty range every row is an insert; only their number is reported.
         yield (ChunkPlan(chunk, RowChanges(inserts=((),) * len(found)), tuple(found), into_empty=True)
                if found or chunk.upper is None else None)
@@ -412,8 +412,7 @@ def plans(pair: TablePair, schema: TableSchema, lower: Key | None, counts: Table
         source_sum, target_sum = checksums(pair, schema, chunk)
         return (None if source_sum == target_sum else plan_chunk(pair, schema, chunk, source_sum, target_sum),)
 
-    for _chunk, found in tables_walk(schema, pair.run.options.chunk_size, partial(sql.chunk_upper_bound, pair.source,
-                                                                                  schema), plan, lower):
+    for _chunk, found in walk_chunks(pair, schema, lower, plan):
         yield found
 
 

@@ -409,6 +409,21 @@ def keys_predicate_sql(head: str, schema: TableSchema, keys: Sequence[Key]) -> t
     return f"{head} WHERE {where}", parameters
 
 
+def copy_blocks(out: Iterable) -> Iterator[bytes]:
+    """A COPY TO's output a megabyte at a time: the source sends one message per row, and the
+    target's COPY FROM then takes a call per megabyte instead of one per row."""
+    pending: list = []
+    size = 0
+    for data in out:
+        pending.append(data)
+        size += len(data)
+        if size >= COPY_BUFFER_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
 def copy_rows(source: Server, target: Server, schema: TableSchema, lower: Key | None = None,
               upper: Key | None = None, keys: Sequence[Key] | None = None) -> int:
     """Stream the source's rows (a key range, or exact keys) into the target with COPY; rows copied."""
@@ -428,18 +443,8 @@ def copy_rows(source: Server, target: Server, schema: TableSchema, lower: Key | 
             with writer.copy(into_table, writer=QueuedLibpqWriter(writer)) as into:
                 for select, parameters in selects:
                     with reader.copy(f"COPY ({select}) TO STDOUT{form}", parameters or None) as out:
-                        # The source sends one message per row; writing them a megabyte at a
-                        # time spares the target's side a call per row.
-                        pending: list = []
-                        size = 0
-                        for data in out:
-                            pending.append(data)
-                            size += len(data)
-                            if size >= COPY_BUFFER_BYTES:
-                                into.write(b"".join(pending))
-                                pending, size = [], 0
-                        if pending:
-                            into.write(b"".join(pending))
+                        for block in copy_blocks(out):
+                            into.write(block)
             copied = int(writer.rowcount or 0)
     except psycopg.Error as exc:
         raise DeltaError(f"copying rows of {schema.name} failed: {str(exc).strip()}", side="target",
@@ -813,18 +818,7 @@ def read_slot_rows(server: Server, schema: TableSchema, types: dict[str, str], k
                 where, parameters = keys_in(schema, types, keys[start:start + SLOT_KEY_BATCH])
                 with reader.copy(f"COPY (SELECT {column_list(schema)} FROM {quote_table(schema.name)} WHERE {where}) "
                                  "TO STDOUT", parameters) as out:
-                    # One message per row comes in; the target's COPY is then written a megabyte
-                    # at a time, not a call per row.
-                    pending: list = []
-                    size = 0
-                    for block in out:
-                        pending.append(block)
-                        size += len(block)
-                        if size >= COPY_BUFFER_BYTES:
-                            data.append(b"".join(pending))
-                            pending, size = [], 0
-                    if pending:
-                        data.append(b"".join(pending))
+                    data.extend(copy_blocks(out))
     except psycopg.Error as exc:
         raise DeltaError(f"reading rows of {schema.name} from the source failed: {str(exc).strip()}",
                          side="source", table=schema.name) from exc
