@@ -28,8 +28,9 @@ One more no-op row, ``listing floor``, sends just the listing requests every rer
 buckets, 1,000 keys a page, the two sides at once, signed, answers read but not parsed): the time
 moto takes to answer them, which no client can go below while it has to notice a change on either
 side. ``noop_ceiling_vs_awscli`` (awscli's no-op over that floor) is the best no-op ratio any tool
-could reach in that run; in the lab moto's listing costs ~0.1 s of CPU per 1,000 keys, so on a
-loaded machine the floor is most of every tool's rerun and the ceiling falls below 3x.
+could reach in that run. The lab's moto answers listings without its per-object model walk and
+date re-parsing (tests/lab/moto_patches/serializer_timestamps.py and s3_listing_contents.py,
+same bytes); unpatched it spent ~0.1 s of CPU per 1,000 keys, most of every tool's rerun.
 
 Why ``stream`` does not beat ``rclone sync`` here: rclone copies server-side (one remote), so moto
 copies each object inside its own process, while ``stream`` has moto serve every byte out (GET)
