@@ -8,13 +8,9 @@ listing: keys that need escaping or URL encoding, checksums, owners, common pref
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
+from lab_moto import load_patch, run_in_moto_child
 
-LAB = Path(__file__).resolve().parents[1] / "lab"
+PATCH = "s3_listing_contents"
 
 CHECK = r'''
 import sys
@@ -86,24 +82,12 @@ print("ok")
 
 
 def test_patched_listing_pages_are_byte_for_byte_moto_s_own():
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
-    environment.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"})
-    completed = subprocess.run([sys.executable, "-c", CHECK, str(LAB)], capture_output=True, text=True, check=False,
-                               env=environment)
+    completed = run_in_moto_child(CHECK)
     assert completed.returncode == 0 and completed.stdout.strip() == "ok", completed.stdout + completed.stderr
 
 
-def _patch_module():
-    spec = importlib.util.spec_from_file_location("lab_s3_listing_contents",
-                                                  LAB / "moto_patches" / "s3_listing_contents.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_objects_with_anything_unexpected_are_left_to_moto():
-    patch = _patch_module()
+    patch = load_patch(PATCH)
     plain = {"Key": "k", "LastModified": "2026-12-05T14:00:00.000Z", "ETag": '"e"', "Size": 1, "StorageClass": "STANDARD"}
     assert patch.render_contents([plain]) == (
         '<Contents><Key>k</Key><LastModified>2026-12-05T14:00:00.000Z</LastModified><ETag>"e"</ETag><Size>1</Size>'

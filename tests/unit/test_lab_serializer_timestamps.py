@@ -7,25 +7,13 @@ moto part runs in a child process, so the patched serializer never leaks into ot
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from botocore.utils import parse_to_aware_datetime
+from lab_moto import load_patch, run_in_moto_child
 
-LAB = Path(__file__).resolve().parents[1] / "lab"
-
-
-def _patch_module():
-    spec = importlib.util.spec_from_file_location("lab_serializer_timestamps",
-                                                  LAB / "moto_patches" / "serializer_timestamps.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+PATCH = "serializer_timestamps"
 
 
 @pytest.mark.parametrize("value", [
@@ -37,7 +25,7 @@ def _patch_module():
     datetime(2026, 12, 5, 9, 0, 0, tzinfo=timezone(timedelta(hours=-5))),
 ])
 def test_values_taken_directly_give_the_utc_datetime_botocore_would(value):
-    parsed = _patch_module().aware_datetime(value)
+    parsed = load_patch(PATCH).aware_datetime(value)
     assert parsed == parse_to_aware_datetime(value)
     assert parsed.utcoffset() == timedelta(0)
     assert parsed.replace(tzinfo=None) == parse_to_aware_datetime(value).replace(tzinfo=None)
@@ -51,7 +39,7 @@ def test_values_taken_directly_give_the_utc_datetime_botocore_would(value):
     "Sat, 05 Dec 2026 14:00:00 GMT",       # RFC 1123 text
 ])
 def test_anything_needing_a_guess_is_left_to_moto(value):
-    assert _patch_module().aware_datetime(value) is None
+    assert load_patch(PATCH).aware_datetime(value) is None
 
 
 # In-process moto: the same calls answered before and after the patch, raw bodies and timestamp
@@ -106,9 +94,5 @@ print("ok")
 
 
 def test_patched_moto_answers_are_byte_for_byte_the_same():
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
-    environment.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"})
-    completed = subprocess.run([sys.executable, "-c", CHECK, str(LAB)], capture_output=True, text=True, check=False,
-                               env=environment)
+    completed = run_in_moto_child(CHECK)
     assert completed.returncode == 0 and completed.stdout.strip() == "ok", completed.stdout + completed.stderr
