@@ -8,10 +8,14 @@ Needs the lab's PostgreSQL pair (tests/lab/pglab up). One run:
    is generated on the old server;
 2. initial load: ``strategy=logical`` into an empty target (COPY by chunk, slot created), and
    ``pg_dump -Fc | pg_restore`` into another empty database (the reload), timed;
-3. 1% churn on the source (half updates, a quarter inserts, a quarter deletes);
-4. delta: ``strategy=logical`` on the first target and ``strategy=checksum`` on the restored
-   copy, each with ``verify=false`` (the final pass's verify is timed separately as a no-op
-   checksum rerun), against a second full reload; every target is then compared with the source.
+3. a first ``strategy=checksum`` pass on the restored copy: it compares every row (nothing
+   differs) and records the row versions later passes start from (``trust_row_versions``);
+4. 1% churn on the source (half updates, a quarter inserts, a quarter deletes);
+5. delta: ``strategy=logical`` on the first target and ``strategy=checksum`` on the restored
+   copy, each with ``verify=false``, against a second full reload; every target is then compared
+   with the source. Two no-op reruns follow: ``checksum`` as it runs by default (rows changed
+   since the last pass only) and with ``trust_row_versions=false`` (every row compared, what a
+   full verify costs).
 
 The default size runs in about 3-4 minutes on the lab's 2 cores; ``--quick`` uses 200,000 rows.
 Ends with one line ``bench: postgresql_delta key=value ...``.
@@ -162,6 +166,10 @@ def main() -> int:
         restore_s = reload(source, checksum_db)
         print(f"initial pg_dump | pg_restore: {restore_s:.1f} s", flush=True)
         assert digest(OLD, source) == digest(NEW, logical_db) == digest(NEW, checksum_db)
+        first_s, first = module_run(source, checksum_db, strategy="checksum", verify=False)
+        print(f"first checksum pass after the restore (every row compared): {first_s:.2f} s, {moved(first)} rows",
+              flush=True)
+        assert moved(first) == 0
 
         changed = churn(source, rows)
         logical_s, logical = module_run(source, logical_db, strategy="logical", verify=False)
@@ -170,32 +178,37 @@ def main() -> int:
         print(f"delta strategy=checksum: {checksum_s:.2f} s, {moved(checksum)} rows", flush=True)
         reload_s = reload(source, reload_db)
         print(f"delta by reload (pg_dump | pg_restore): {reload_s:.1f} s", flush=True)
-        verify_s, verify = module_run(source, checksum_db, strategy="checksum")
         expected = digest(OLD, source)
         for name in (logical_db, checksum_db, reload_db):
             assert digest(NEW, name) == expected, f"{name} differs from the source"
-        assert verify["changed"] is False and verify["verified"] is True
+        noop_s, noop = module_run(source, checksum_db, strategy="checksum")
+        verify_s, verify = module_run(source, checksum_db, strategy="checksum", trust_row_versions=False)
+        for result in (noop, verify):
+            assert result["changed"] is False and result["verified"] is True and moved(result) == 0
 
         sequence = next(entry for entry in logical["sequences"] if entry["table"] == "public.accounts")
         table = [
             ("initial load, strategy=logical", load_s, moved(load)),
             ("initial load, pg_dump | pg_restore", restore_s, rows),
+            ("first checksum pass (every row)", first_s, moved(first)),
             ("delta, strategy=logical", logical_s, moved(logical)),
             ("delta, strategy=checksum", checksum_s, moved(checksum)),
             ("delta, pg_dump | pg_restore reload", reload_s, expected[0]),
-            ("no-op rerun = full verify, checksum", verify_s, 0),
+            ("no-op rerun, checksum", noop_s, 0),
+            ("no-op rerun, checksum, every row", verify_s, 0),
         ]
         print(f"\n{rows} rows, {changed} changed on the source (1%)\n")
-        print(f"{'what':<40} {'seconds':>9} {'rows moved':>11}")
+        print(f"{'what':<40} {'seconds':>9} {'rows moved':>11} {'reload/this':>12}")
         for name, seconds, count in table:
-            print(f"{name:<40} {seconds:>9.2f} {count:>11}")
+            print(f"{name:<40} {seconds:>9.2f} {count:>11} {reload_s / seconds:>11.1f}x")
         print(f"\nsequence public.accounts_id_seq after the logical delta: {sequence['before']} -> {sequence['after']} "
               f"(source next {sequence['source_next']}, target max {sequence['target_max']})")
         print(f"bench: postgresql_delta rows={rows} churn={changed} initial_load_s={load_s:.2f} "
               f"pg_restore_initial_s={restore_s:.2f} initial_vs_restore={restore_s / load_s:.2f} "
               f"logical_s={logical_s:.2f} checksum_s={checksum_s:.2f} reload_s={reload_s:.2f} "
               f"logical_speedup={reload_s / logical_s:.1f} checksum_speedup={reload_s / checksum_s:.1f} "
-              f"full_verify_s={verify_s:.2f} logical_rows={moved(logical)} checksum_rows={moved(checksum)}")
+              f"first_pass_s={first_s:.2f} noop_s={noop_s:.2f} full_verify_s={verify_s:.2f} "
+              f"full_compare_speedup={reload_s / verify_s:.1f} logical_rows={moved(logical)} checksum_rows={moved(checksum)}")
     finally:
         drop_database(OLD, source)
         for name in (logical_db, checksum_db, reload_db):

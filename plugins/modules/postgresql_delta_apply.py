@@ -132,6 +132,17 @@ options:
         C(checksum); every chunk for C(logical)); fail listing the tables and chunks that do not.
     type: bool
     default: true
+  trust_row_versions:
+    description:
+      - For C(checksum) (and tables C(logical) compares by checksum), on PostgreSQL 14 or later on both sides -
+        once a pass has compared every row of a table, later passes compare only the rows written on either side
+        since that pass began (PostgreSQL writes a new row version, with a new C(xmin), for every INSERT, UPDATE
+        and COPY) and, by per-bucket sums of the keys, the keys one side lacks. The first pass, and any pass after
+        the table was recreated, its columns, defaults or their types changed, or the transaction counter went
+        backwards (a restored backup), compares every row.
+      - C(false) compares every row on every pass (as long as a full C(pg_dump) would take to read).
+    type: bool
+    default: true
   freeze_source:
     description:
       - C(read_only) sets C(default_transaction_read_only) on the source database and terminates the sessions that hold
@@ -251,11 +262,15 @@ tables:
     - Per C(schema.table) - C(rows_inserted), C(rows_updated), C(rows_deleted), C(chunks_checked),
       C(chunks_differing), C(copied_whole) (a keyless table copied whole), C(sequences) (that table's entries of
       RV(sequences)) and, when a crashed pass was resumed, C(resumed_from).
+    - For a table compared by checksum, C(compared) - C(changed_rows) (only the rows written on either side since
+      the last complete pass, see I(trust_row_versions)) or C(every_row), with C(compared_reason) saying why every
+      row (first pass, table recreated, columns changed, option off, ...).
     - For rows applied from the slot the counts are the row events applied.
   returned: when I(state=present)
   type: dict
   sample: {"public.orders": {"rows_inserted": 20, "rows_updated": 3, "rows_deleted": 1, "chunks_checked": 40,
-                             "chunks_differing": 2, "copied_whole": false, "sequences": []}}
+                             "chunks_differing": 2, "copied_whole": false, "sequences": [],
+                             "compared": "changed_rows", "compared_reason": null}}
 sequences:
   description:
     - One entry per sequence of a copied column - C(table), C(column), C(sequence) (the target's), C(source_next)
@@ -364,6 +379,7 @@ ARGUMENT_SPEC = {
     "parallel_tables": {"type": "int", "default": 2},
     "fix_sequences": {"type": "bool", "default": True},
     "verify": {"type": "bool", "default": True},
+    "trust_row_versions": {"type": "bool", "default": True},
     "freeze_source": {"type": "str", "choices": ["none", "read_only"], "default": "none"},
     "state_table": {"type": "str", "default": "_cutover_delta_state"},
     "slot_name": {"type": "str"},

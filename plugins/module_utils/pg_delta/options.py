@@ -3,7 +3,7 @@
 """The options of a PostgreSQL delta run as immutable values, validated before any connection.
 
 Names and meanings follow mysql_delta_apply wherever they are the same; what PostgreSQL adds is
-``schemas``, ``sslmode``, ``fix_sequences``, ``slot_name`` and ``state``.
+``schemas``, ``sslmode``, ``fix_sequences``, ``slot_name``, ``trust_row_versions`` and ``state``.
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ class DeltaOptions:
     parallel_tables: int = DEFAULT_PARALLEL_TABLES
     fix_sequences: bool = True
     verify: bool = True
+    trust_row_versions: bool = True
     freeze_source: str = "none"
     state_table: str = DEFAULT_STATE_TABLE
     slot_name: str = ""
@@ -179,6 +180,7 @@ def delta_options(params: Mapping[str, Any]) -> DeltaOptions:
         parallel_tables=parallel,
         fix_sequences=bool(params.get("fix_sequences", True)),
         verify=bool(params.get("verify", True)),
+        trust_row_versions=bool(params.get("trust_row_versions", True)),
         freeze_source=freeze,
         state_table=state_table,
         slot_name=slot_name,

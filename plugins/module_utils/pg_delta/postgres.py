@@ -24,6 +24,7 @@ from ..mysql_delta.chunking import Key, keys_predicate, range_predicate
 from ..mysql_delta.errors import ConnectionFailed, DeltaError, InvalidOptions
 from ..mysql_delta.schema import Column, TableSchema, choose_key
 from .options import SideOptions
+from .versions import SideVersions
 
 try:
     import psycopg
@@ -345,26 +346,126 @@ def bucket_digests(server: Server, schema: TableSchema, lower: Key | None, upper
     return frozenset(text.split(",")) if text else frozenset()
 
 
-def bucket_row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None,
-                      buckets: Buckets, chosen: Sequence[int]) -> dict[Key, str]:
-    """``{key: row hash}`` of the chunk's rows in the ``chosen`` buckets (only those are hashed)."""
+def rows_of_buckets(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None, buckets: Buckets,
+                    chosen: Sequence[int], selected: str) -> list[tuple]:
+    """``selected`` (SQL of the select list) for the chunk's rows in the ``chosen`` buckets."""
     where, parameters = where_range(schema, lower, upper)
     if buckets.width:
         key = quote(schema.key[0])
         # LATERAL: one index range scan per chosen bucket, whatever the planner guesses about a
         # target that was never analyzed (a join could otherwise hash the whole table).
-        rows = server.query(
+        return server.query(
             f"SELECT bucket_rows.* FROM unnest(%s::bigint[]) AS chosen(n) CROSS JOIN LATERAL "
-            f"(SELECT {key}, {row_hash(schema)} FROM {quote_table(schema.name)} WHERE {key} > %s + chosen.n * %s "
+            f"(SELECT {selected} FROM {quote_table(schema.name)} WHERE {key} > %s + chosen.n * %s "
             f"AND {key} <= %s + (chosen.n + 1) * %s AND {where} OFFSET 0) AS bucket_rows",
             [list(chosen), buckets.start, buckets.width, buckets.start, buckets.width] + parameters)
-    else:
-        bucket, bucket_parameters = bucket_of(schema, buckets)
-        rows = server.query(f"SELECT {key_list(schema)}, {row_hash(schema)} FROM {quote_table(schema.name)} "
-                            f"WHERE {where} AND {bucket} = ANY(%s::bigint[])",
-                            parameters + bucket_parameters + [list(chosen)])
+    bucket, bucket_parameters = bucket_of(schema, buckets)
+    # IN (SELECT unnest(...)): a hashed lookup; "= ANY(array parameter)" would compare each row
+    # with every chosen bucket in turn.
+    return server.query(f"SELECT {selected} FROM {quote_table(schema.name)} "
+                        f"WHERE {where} AND {bucket} IN (SELECT unnest(%s::bigint[]))",
+                        parameters + bucket_parameters + [list(chosen)])
+
+
+def bucket_row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None,
+                      buckets: Buckets, chosen: Sequence[int]) -> dict[Key, str]:
+    """``{key: row hash}`` of the chunk's rows in the ``chosen`` buckets (only those are hashed)."""
+    width = len(schema.key)
+    rows = rows_of_buckets(server, schema, lower, upper, buckets, chosen, f"{key_list(schema)}, {row_hash(schema)}")
+    return {tuple(row[:width]): row[width] for row in rows}
+
+
+def bucket_keys(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None, buckets: Buckets,
+                chosen: Sequence[int]) -> list[Key]:
+    """The keys of the chunk's rows in the ``chosen`` buckets (keys only: their rows are not read)."""
+    return [tuple(row) for row in rows_of_buckets(server, schema, lower, upper, buckets, chosen, key_list(schema))]
+
+
+# --- row versions (see versions.py) ------------------------------------------------------------
+
+# bit_xor (the key sums) and pg_partition_tree (the relation's identity) are PostgreSQL 14+.
+ROW_VERSIONS_MIN_VERSION = 140000
+
+_ROW_VERSIONS_SQL = """
+SELECT txid_snapshot_xmin(s.snapshot), txid_snapshot_xmax(s.snapshot),
+       (SELECT string_agg(p.relid::oid::text, ',' ORDER BY p.relid::oid) FROM pg_partition_tree(c.oid) AS p)
+         || '@' || (SELECT oid FROM pg_database WHERE datname = current_database()),
+       (SELECT md5(string_agg(concat_ws(' ', a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+                                        a.attisdropped, a.atthasmissing, a.attgenerated,
+                                        pg_get_expr(d.adbin, d.adrelid),
+                                        (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumtypid, e.enumsortorder)
+                                           FROM pg_type t JOIN pg_enum e ON e.enumtypid IN (t.oid, t.typelem, t.typbasetype)
+                                          WHERE t.oid = a.atttypid),
+                                        (SELECT string_agg(ca.attname || ' ' || format_type(ca.atttypid, ca.atttypmod),
+                                                           ',' ORDER BY ca.attrelid, ca.attnum)
+                                           FROM pg_type t JOIN pg_type ct ON ct.oid IN (t.oid, t.typelem, t.typbasetype)
+                                           JOIN pg_attribute ca ON ca.attrelid = ct.typrelid AND ca.attnum > 0
+                                          WHERE t.oid = a.atttypid AND ct.typrelid <> 0)), ';' ORDER BY a.attnum))
+          FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = c.oid AND a.attnum > 0)
+  FROM pg_class c, (SELECT txid_current_snapshot() AS snapshot) AS s
+ WHERE c.oid = %s::regclass
+"""
+
+
+def row_versions(server: Server, schema: TableSchema) -> SideVersions | None:
+    """Where the table's row versions stand now on this server (see versions.py), or None when
+    the server is older than PostgreSQL 14."""
+    if server.version() < ROW_VERSIONS_MIN_VERSION:
+        return None
+    xmin, next_xid, relation, layout = server.query(_ROW_VERSIONS_SQL, [quote_table(schema.name)])[0]
+    return SideVersions(int(xmin), int(next_xid), str(relation), str(layout))
+
+
+def transaction_id(server: Server) -> int:
+    """The 64-bit ID of the transaction open on this connection (assigned if it had none)."""
+    return int(server.query("SELECT txid_current()")[0][0])
+
+
+def key_hash(schema: TableSchema) -> str:
+    column = schema.column(schema.key[0]) if len(schema.key) == 1 else None
+    if column is not None and column.data_type in INTEGER_TYPES:
+        return f"hashint8extended({quote(column.name)}, 0)"
+    return f"hashtextextended(ROW({key_list(schema)})::text, 0)"
+
+
+def bucket_key_sums(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None,
+                    buckets: Buckets) -> frozenset[str]:
+    """One ``"bucket rows xor"`` entry per non-empty bucket: its row count and the XOR of its keys'
+    64-bit hashes. Keys only, no row is read whole: equal entries mean the same keys."""
+    where, parameters = where_range(schema, lower, upper)
+    bucket, bucket_parameters = bucket_of(schema, buckets)
+    found = server.query(
+        "SELECT string_agg(concat_ws(' ', b, n, x), ',') FROM (SELECT b, count(*) AS n, bit_xor(h) AS x "
+        f"FROM (SELECT {bucket} AS b, {key_hash(schema)} AS h FROM {quote_table(schema.name)} WHERE {where} "
+        "OFFSET 0) AS chunk_keys GROUP BY b) AS bucket_sums", bucket_parameters + parameters)
+    text = found[0][0] if found else None
+    return frozenset(text.split(",")) if text else frozenset()
+
+
+def new_row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None, since_xid: int,
+                   own_xids: Sequence[int], limit: int) -> dict[Key, str] | None:
+    """``{key: row hash}`` of the chunk's rows written at or after 32-bit transaction ``since_xid``
+    by a transaction not in ``own_xids`` (32-bit); None when there are more than ``limit``."""
+    where, parameters = where_range(schema, lower, upper)
+    own = " AND NOT (xmin = ANY(%s::text[]::xid[]))" if own_xids else ""
+    rows = server.query(f"SELECT {key_list(schema)}, {row_hash(schema)} FROM {quote_table(schema.name)} "
+                        f"WHERE {where} AND age(xmin) <= age(%s::text::xid){own} LIMIT {int(limit) + 1}",
+                        parameters + [str(since_xid)] + ([[str(xid) for xid in own_xids]] if own_xids else []))
+    if len(rows) > limit:
+        return None
     width = len(schema.key)
     return {tuple(row[:width]): row[width] for row in rows}
+
+
+def row_hashes_of_keys(server: Server, schema: TableSchema, keys: Sequence[Key]) -> dict[Key, str]:
+    """``{key: row hash}`` of those of ``keys`` this server has."""
+    found: dict[Key, str] = {}
+    width = len(schema.key)
+    for select, parameters in keys_selects(f"SELECT {key_list(schema)}, {row_hash(schema)} "
+                                           f"FROM {quote_table(schema.name)}", schema, keys):
+        found.update((tuple(row[:width]), row[width]) for row in server.query(select, parameters))
+    return found
 
 
 def chunk_upper_bound(server: Server, schema: TableSchema, lower: Key | None, rows: int) -> Key | None:
@@ -399,6 +500,32 @@ def _source_selects(schema: TableSchema, lower: Key | None, upper: Key | None,
     if keys is None:
         where, parameters = where_range(schema, lower, upper)
         yield f"{head} WHERE {where}", parameters
+        return
+    yield from keys_selects(head, schema, keys)
+
+
+# Key column types whose Python values (as psycopg returns them) go back as an array parameter
+# cast to the column's type: one statement for thousands of keys instead of one per KEY_BATCH.
+ARRAY_KEY_TYPES = frozenset(("int2", "int4", "int8", "text", "varchar", "bpchar", "uuid", "date", "timestamp",
+                             "timestamptz", "numeric", "bool", "bytea"))
+
+
+def keys_selects(head: str, schema: TableSchema, keys: Sequence[Key]) -> Iterator[tuple[str, list]]:
+    """``head WHERE`` exactly ``keys``: array parameters when every key column allows it, else
+    lists of KEY_BATCH literals."""
+    columns = [column for column in (schema.column(name) for name in schema.key) if column is not None]
+    if len(columns) == len(schema.key) and all(column.data_type in ARRAY_KEY_TYPES for column in columns):
+        # format_type of the column is in its column_type (with modifiers: char(4), numeric(10,2)).
+        casts = [f"%s::{column.column_type.split(' collate ')[0]}[]" for column in columns]
+        for start in range(0, len(keys), SLOT_KEY_BATCH):
+            batch = keys[start:start + SLOT_KEY_BATCH]
+            values = [[key[index] for key in batch] for index in range(len(columns))]
+            if len(columns) == 1:
+                yield f"{head} WHERE {quote(columns[0].name)} = ANY({casts[0]})", values
+            else:
+                names = key_list(schema)
+                yield (f"{head} WHERE ({names}) IN (SELECT * FROM unnest({', '.join(casts)}) AS chosen_keys({names}))",
+                       values)
         return
     for start in range(0, len(keys), KEY_BATCH):
         yield keys_predicate_sql(head, schema, keys[start:start + KEY_BATCH])
@@ -454,9 +581,8 @@ def copy_rows(source: Server, target: Server, schema: TableSchema, lower: Key | 
 
 def delete_keys(server: Server, schema: TableSchema, keys: Sequence[Key]) -> int:
     deleted = 0
-    for start in range(0, len(keys), KEY_BATCH):
-        where, parameters = keys_predicate(schema.key, quote, keys[start:start + KEY_BATCH])
-        deleted += server.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
+    for statement, parameters in keys_selects(f"DELETE FROM {quote_table(schema.name)}", schema, keys):
+        deleted += server.write(statement, parameters)
     return deleted
 
 

@@ -14,9 +14,10 @@ progress encoding are mysql_delta's; what is PostgreSQL's own is the SQL (postgr
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -32,6 +33,7 @@ from ..mysql_delta.tables import walk_chunks as tables_walk
 from . import postgres as pg
 from .options import DeltaOptions
 from .pgoutput import Decoder, Transaction, merge
+from .versions import SideVersions, baseline_problem, keys_to_ask, xid32
 
 ITEM_CHECKSUM = "checksum"
 ITEM_LOGICAL = "logical"
@@ -51,6 +53,13 @@ EMPTY_LOAD_CHUNK_ROWS = 100_000
 # Buckets per chunk when a written chunk is compared again (its row count is not kept): enough
 # that no bucket holds more than a few dozen rows of a 100,000-row load chunk.
 VERIFY_BUCKETS = 4096
+# Rows per bucket of key sums in a pass that compares changed rows only: a key sum is cheap, but
+# each bucket is an entry both servers format and send; a bucket that differs (a key on one side
+# only) has its rows hashed one by one.
+KEY_ROWS_PER_BUCKET = 32
+# Rows new since the last pass read for a whole table at once (see new_rows_of_table); more than
+# this on a side and each chunk reads its own.
+WHOLE_TABLE_NEW_ROWS = 200_000
 
 
 class NotReady(DeltaError):
@@ -68,7 +77,111 @@ class ChunkPlan:
     target_rows: int = 0
 
 
-Run = DeltaRun  # a PostgreSQL run keeps nothing beyond the shared record
+@dataclass
+class Run(DeltaRun):
+    """The shared run record, and per table how its checksum pass compared: ``changed_rows``
+    (since the last complete pass, see versions.py) or ``every_row`` with the reason."""
+
+    compared: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class PassVersions:
+    """A checksum pass's row versions (see versions.py): both sides' horizons, taken before it
+    compared anything (the target's with the transactions the pass committed added), and the
+    ``baseline`` it compares against — the horizons of the last complete pass — or None when it
+    compares every row."""
+
+    source: SideVersions
+    target: SideVersions
+    baseline: tuple[SideVersions, SideVersions] | None = None
+
+    def as_state(self) -> dict[str, Any]:
+        return {"source": self.source.as_state(), "target": self.target.as_state()}
+
+
+def stored_versions(value: Any) -> tuple[SideVersions, SideVersions] | None:
+    if not isinstance(value, dict):
+        return None
+    source, target = SideVersions.from_state(value.get("source")), SideVersions.from_state(value.get("target"))
+    return (source, target) if source is not None and target is not None else None
+
+
+def plan_pass_versions(run: Run, schema: TableSchema, progress: dict, current: tuple[Any, Any]
+                       ) -> PassVersions | None:
+    """This pass's row versions from the stored progress and both sides' ``current`` ones; None
+    when none are kept (option off, keyless table, a server older than 14, a resumed pass that
+    began without them). Whether the pass compares changed rows only is ``baseline``."""
+    source_now, target_now = current
+    if not run.options.trust_row_versions or schema.keyless or source_now is None or target_now is None:
+        return None
+    if progress.get("status") == "in_progress":
+        # A resumed pass keeps the horizons of its first attempt: its chunks were compared after them.
+        began = stored_versions(progress.get("versions"))
+        if began is None:
+            return None
+        baseline = stored_versions(progress.get("baseline"))
+        return PassVersions(began[0], began[1], baseline if baseline and usable(baseline, current) else None)
+    baseline = stored_versions(progress.get("versions")) if progress.get("status") == "done" else None
+    return PassVersions(source_now, target_now, baseline if baseline and usable(baseline, current) else None)
+
+
+def compared_how(run: Run, schema: TableSchema, progress: dict, current: tuple[Any, Any],
+                 versions: PassVersions | None, empty: bool) -> dict[str, Any]:
+    """The table's ``compared`` and ``compared_reason`` results."""
+    if versions is not None and versions.baseline is not None:
+        return {"compared": "changed_rows", "compared_reason": None}
+    if empty:
+        reason = "the target table was empty: loaded"
+    elif not run.options.trust_row_versions:
+        reason = "trust_row_versions is off"
+    elif schema.keyless:
+        reason = "the table has no key"
+    elif current[0] is None or current[1] is None:
+        reason = "row versions need PostgreSQL 14 or later on both sides"
+    elif versions is None:
+        reason = "the resumed pass began without row versions"
+    else:
+        recorded = stored_versions((progress.get("baseline") if progress.get("status") == "in_progress"
+                                    else progress.get("versions")) if progress.get("status") else None)
+        problems = [problem for problem in (baseline_problem("source", recorded[0] if recorded else None, current[0]),
+                                            baseline_problem("target", recorded[1] if recorded else None, current[1]))
+                    if problem]
+        reason = problems[0] if problems else "no complete pass has recorded row versions yet"
+    return {"compared": "every_row", "compared_reason": reason}
+
+
+def usable(baseline: tuple[SideVersions, SideVersions], current: tuple[SideVersions, SideVersions]) -> bool:
+    return (baseline_problem("source", baseline[0], current[0]) is None
+            and baseline_problem("target", baseline[1], current[1]) is None)
+
+
+@dataclass
+class PassProgress:
+    """What a pass of one table records with each chunk it commits: how far it got, when it
+    began, and its row versions (the target transaction committing the chunk added to them)."""
+
+    table: str
+    started_at: str
+    versions: PassVersions | None = None
+
+    def entries(self, upper: Key | None, last: bool, xid: int | None = None) -> list[tuple[str, str, str]]:
+        value: dict[str, Any] = {"status": "done" if last else "in_progress", "completed_through": encode_key(upper),
+                                 "run_started_at": self.started_at}
+        if self.versions is not None:
+            if xid is not None:
+                self.versions.target = self.versions.target.with_own([xid])
+            value["versions"] = self.versions.as_state()
+            if self.versions.baseline is not None and not last:
+                value["baseline"] = {"source": self.versions.baseline[0].as_state(),
+                                     "target": self.versions.baseline[1].as_state()}
+        return [(self.table, ITEM_CHECKSUM, dumps(value))]
+
+    def record(self, upper: Key | None, last: bool) -> Callable[[pg.Server], list[tuple[str, str, str]]]:
+        """The entries for a chunk, made inside the target transaction that commits it."""
+        def made(target: pg.Server) -> list[tuple[str, str, str]]:
+            return self.entries(upper, last, pg.transaction_id(target) if self.versions is not None else None)
+        return made
 
 
 def run_delta(options: DeltaOptions, check_mode: bool = False,
@@ -155,6 +268,8 @@ def run_delta(options: DeltaOptions, check_mode: bool = False,
 def table_result(run: Run, name: str, sequences: list[dict]) -> dict:
     result = run.counts.setdefault(name, TableCounts()).as_result()
     result.pop("auto_increment", None)
+    if name in run.compared:
+        result.update(run.compared[name])
     result["sequences"] = [entry for entry in sequences if entry["table"] == name]
     return result
 
@@ -296,10 +411,13 @@ class BoundReader:
         self.close()
 
 
-def walk_buckets(pair: TablePair, schema: TableSchema, lower: Key | None = None
-                 ) -> Iterator[tuple[Chunk, Buckets, frozenset[str], frozenset[str]]]:
-    """Every chunk of a keyed table from ``lower`` to the end with both sides' bucket sums (see
-    :func:`pg.bucket_digests`) and the number of buckets asked for; sizes adapt to ~0.5 s."""
+def walk_buckets(pair: TablePair, schema: TableSchema, lower: Key | None = None, per_bucket: int = ROWS_PER_BUCKET,
+                 ask: Callable[[TablePair, TableSchema, Chunk, Buckets], tuple[Any, Any]] | None = None
+                 ) -> Iterator[tuple[Chunk, Buckets, Any, Any]]:
+    """Every chunk of a keyed table from ``lower`` to the end with both sides' answers to ``ask``
+    (default: bucket sums, see :func:`pg.bucket_digests`) for buckets of ``per_bucket`` rows;
+    sizes adapt to ~0.5 s."""
+    ask = ask or bucket_sums
     size = pair.run.options.chunk_size or FIRST_CHUNK_ROWS
     index = 0
     with BoundReader(pair.run, schema) as bounds:
@@ -307,11 +425,11 @@ def walk_buckets(pair: TablePair, schema: TableSchema, lower: Key | None = None
         while True:
             upper = upcoming.result()
             chunk = Chunk(schema.name, index, lower, upper)
-            buckets = pg.chunk_buckets(schema, lower, upper, rows // ROWS_PER_BUCKET)
+            buckets = pg.chunk_buckets(schema, lower, upper, rows // per_bucket)
             if upper is not None:
                 rows, upcoming = size, bounds.after(upper, size)
             began = time.monotonic()
-            source_sums, target_sums = bucket_sums(pair, schema, chunk, buckets)
+            source_sums, target_sums = ask(pair, schema, chunk, buckets)
             if pair.run.options.chunk_size is None:
                 size = next_chunk_size(size, time.monotonic() - began)
             yield chunk, buckets, source_sums, target_sums
@@ -327,10 +445,13 @@ def bucket_sums(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buc
     return pair.both(ask, ask)
 
 
-def differences(pair: TablePair, schema: TableSchema, lower: Key | None
+def differences(pair: TablePair, schema: TableSchema, lower: Key | None, versions: PassVersions | None = None
                 ) -> Iterator[tuple[Chunk, Callable[[TablePair], ChunkPlan] | None]]:
     """Each chunk with what narrows it to its plan (reads only), or None when both sides hold the
     same rows. The narrowing takes the connection pair to read with, which may be another one."""
+    if versions is not None and versions.baseline is not None and not schema.keyless:
+        yield from differences_since(pair, schema, lower, versions.baseline)
+        return
     if schema.keyless:
         for chunk, source_sum, target_sum in walk_chunks(pair, schema):
             yield chunk, (None if source_sum == target_sum else partial(plan_whole, chunk, source_sum, target_sum))
@@ -339,6 +460,101 @@ def differences(pair: TablePair, schema: TableSchema, lower: Key | None
         yield chunk, (None if source_sums == target_sums else
                       partial(plan_chunk, schema=schema, chunk=chunk, buckets=buckets, source_sums=source_sums,
                               target_sums=target_sums))
+
+
+def differences_since(pair: TablePair, schema: TableSchema, lower: Key | None,
+                      baseline: tuple[SideVersions, SideVersions]
+                      ) -> Iterator[tuple[Chunk, Callable[[TablePair], ChunkPlan] | None]]:
+    """:func:`differences` of a pass that compares only what changed since ``baseline`` (see
+    versions.py): per chunk, both sides' key sums by bucket and their rows new since it. A chunk
+    where either side has more new rows than a range copy is worth is compared whole instead."""
+    whole_table = new_rows_of_table(pair, schema, baseline) if lower is None else None
+
+    def changed_since(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets) -> tuple[Any, Any]:
+        limit = max(64, int(RANGE_READ_SHARE * buckets.count * KEY_ROWS_PER_BUCKET))
+
+        def ask(index: int) -> Callable[[pg.Server], tuple[frozenset[str], dict[Key, str] | None]]:
+            def on(server: pg.Server) -> tuple[frozenset[str], dict[Key, str] | None]:
+                sums = pg.bucket_key_sums(server, schema, chunk.lower, chunk.upper, buckets)
+                if whole_table is not None:
+                    found = whole_table[index].within(chunk.lower, chunk.upper)
+                    return sums, (found if len(found) <= limit else None)
+                then = baseline[index]
+                return sums, pg.new_row_hashes(server, schema, chunk.lower, chunk.upper, xid32(then.xmin),
+                                               [xid32(xid) for xid in then.own], limit)
+            return on
+        return pair.both(ask(0), ask(1))
+
+    for chunk, buckets, (source_sums, source_new), (target_sums, target_new) in walk_buckets(
+            pair, schema, lower, KEY_ROWS_PER_BUCKET, changed_since):
+        if source_new is None or target_new is None:
+            digest_buckets = pg.chunk_buckets(schema, chunk.lower, chunk.upper,
+                                              bucket_rows(source_sums) // ROWS_PER_BUCKET)
+            source_digests, target_digests = bucket_sums(pair, schema, chunk, digest_buckets)
+            yield chunk, (None if source_digests == target_digests else
+                          partial(plan_chunk, schema=schema, chunk=chunk, buckets=digest_buckets,
+                                  source_sums=source_digests, target_sums=target_digests))
+            continue
+        chosen = differing_buckets(source_sums, target_sums)
+        yield chunk, (None if not chosen and not source_new and not target_new else
+                      partial(plan_changed_rows, schema=schema, chunk=chunk, buckets=buckets, chosen=chosen,
+                              source_new=source_new, target_new=target_new,
+                              rows=(bucket_rows(source_sums), bucket_rows(target_sums))))
+
+
+class KeyedRows:
+    """``{(integer key,): row hash}`` in key order, from which a chunk takes its range."""
+
+    def __init__(self, rows: dict[Key, str]):
+        self.keys = sorted(rows)
+        self.rows = rows
+
+    def within(self, lower: Key | None, upper: Key | None) -> dict[Key, str]:
+        first = 0 if lower is None else bisect_right(self.keys, lower)
+        last = len(self.keys) if upper is None else bisect_right(self.keys, upper)
+        return {key: self.rows[key] for key in self.keys[first:last]}
+
+
+def new_rows_of_table(pair: TablePair, schema: TableSchema, baseline: tuple[SideVersions, SideVersions]
+                      ) -> tuple[KeyedRows, KeyedRows] | None:
+    """Both sides' rows new since ``baseline``, for the whole table in one sequential scan each
+    (instead of one range scan per chunk), when the key is one integer column: Python orders
+    integers as the server does, so each chunk's share is picked here. None when either side has
+    more than WHOLE_TABLE_NEW_ROWS, or the key is of another kind: then each chunk asks."""
+    column = schema.column(schema.key[0]) if len(schema.key) == 1 else None
+    if column is None or column.data_type not in pg.INTEGER_TYPES:
+        return None
+
+    def ask(then: SideVersions) -> Callable[[pg.Server], dict[Key, str] | None]:
+        return lambda server: pg.new_row_hashes(server, schema, None, None, xid32(then.xmin),
+                                                [xid32(xid) for xid in then.own], WHOLE_TABLE_NEW_ROWS)
+    source_new, target_new = pair.both(ask(baseline[0]), ask(baseline[1]))
+    if source_new is None or target_new is None:
+        return None
+    return KeyedRows(source_new), KeyedRows(target_new)
+
+
+def plan_changed_rows(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets, chosen: list[int],
+                      source_new: dict[Key, str], target_new: dict[Key, str], rows: tuple[int, int]) -> ChunkPlan:
+    """A chunk's plan from the rows new on either side and the buckets whose keys differ.
+
+    The keys of those buckets are listed on both sides: a key on one side only is an insert or a
+    delete; a key on both whose rows are old on both is equal (versions.py). Every new row is
+    compared by hash with the other side's row, which is asked for when not yet read."""
+    def listed(server: pg.Server) -> dict[Key, str | None]:
+        keys = pg.bucket_keys(server, schema, chunk.lower, chunk.upper, buckets, chosen) if chosen else []
+        return dict.fromkeys(keys)   # present, row not read
+    source_rows, target_rows = pair.both(listed, listed)
+    source_rows.update(source_new)
+    target_rows.update(target_new)
+    ask_source, ask_target = keys_to_ask(source_rows, target_new), keys_to_ask(target_rows, source_new)
+    extra_source, extra_target = pair.both(lambda server: pg.row_hashes_of_keys(server, schema, ask_source),
+                                           lambda server: pg.row_hashes_of_keys(server, schema, ask_target))
+    source_rows.update(extra_source)
+    target_rows.update(extra_target)
+    changes = plan_row_changes(source_rows, target_rows)
+    mode = "range" if len(changes) > RANGE_READ_SHARE * max(1, rows[0]) else "keys"
+    return ChunkPlan(chunk, changes, mode, rows[1])
 
 
 def plan_whole(chunk: Chunk, source_sum: ChunkChecksum, target_sum: ChunkChecksum, pair: TablePair) -> ChunkPlan:
@@ -363,8 +579,10 @@ def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buck
     return ChunkPlan(chunk, changes, mode, bucket_rows(target_sums))
 
 
-def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress: list[tuple[str, str, str]]) -> None:
-    """One target transaction: deletes, then the source's rows by COPY, then the progress rows."""
+def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan,
+                record: Callable[[pg.Server], list[tuple[str, str, str]]]) -> None:
+    """One target transaction: deletes, then the source's rows by COPY, then the progress rows
+    (made by ``record`` inside the transaction, which may name it)."""
     target, chunk = pair.target, plan.chunk
     try:
         if plan.mode in ("whole", "range"):
@@ -377,7 +595,7 @@ def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress:
             if stale:
                 pg.delete_keys(target, schema, stale)
             pg.copy_rows(pair.source, target, schema, keys=list(plan.changes.upserts))
-        write_entries(pair, progress)
+        write_entries(pair, record(target))
     except DeltaError as exc:
         target.rollback()
         raise DeltaError(f"applying {chunk.describe()} failed on the target and was rolled back: {exc}; fix the "
@@ -391,7 +609,7 @@ def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:
     pair.target.commit()
 
 
-def load_empty(run: Run, schema: TableSchema) -> TableCounts:
+def load_empty(run: Run, schema: TableSchema, progress: PassProgress) -> TableCounts:
     """An empty target table: every chunk differs, so none is checksummed before its COPY."""
     counts = TableCounts(copied_whole=schema.keyless)
     size = run.options.chunk_size or EMPTY_LOAD_CHUNK_ROWS
@@ -419,9 +637,7 @@ def load_empty(run: Run, schema: TableSchema) -> TableCounts:
                 last = upper is None
                 try:
                     copied = pg.copy_rows(pair.source, pair.target, schema, lower, upper)
-                    write_entries(pair, [(schema.name, ITEM_CHECKSUM, dumps({
-                        "status": "done" if last else "in_progress", "completed_through": encode_key(upper),
-                        "run_started_at": _now()}))])
+                    write_entries(pair, progress.record(upper, last)(pair.target))
                 except DeltaError as exc:
                     pair.target.rollback()
                     raise DeltaError(f"loading {chunk.describe()} failed on the target and was rolled back: {exc}; fix "
@@ -461,13 +677,20 @@ def rebuild_indexes(pair: TablePair, schema: TableSchema, indexes: Sequence[Sequ
 def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
     counts = TableCounts()
     progress = run.stored(schema.name, ITEM_CHECKSUM)
-    if progress.get("status") != "in_progress":
-        with TablePair(run) as pair:
-            empty = pg.is_empty(pair.target, schema)
-            pair.target.commit()
-        if empty:
-            return load_empty(run, schema)
-    resume = decode_key(progress.get("completed_through")) if progress.get("status") == "in_progress" else None
+    resuming = progress.get("status") == "in_progress"
+    with TablePair(run) as pair:
+        # Taken before anything is compared: what is committed after them counts as new next time.
+        current = pair.both(partial(pg.row_versions, schema=schema), partial(pg.row_versions, schema=schema)) \
+            if run.options.trust_row_versions and not schema.keyless else (None, None)
+        empty = not resuming and pg.is_empty(pair.target, schema)
+        pair.target.commit()
+    versions = plan_pass_versions(run, schema, progress, current)
+    run.compared[schema.name] = compared_how(run, schema, progress, current, versions, empty)
+    record = PassProgress(schema.name, (progress.get("run_started_at") if resuming else None) or _now(), versions)
+    if empty:
+        return load_empty(run, schema, PassProgress(schema.name, _now(), versions and PassVersions(
+            versions.source, versions.target)))
+    resume = decode_key(progress.get("completed_through")) if resuming else None
     if resume is not None and not schema.keyless:
         counts.resumed_from = encode_key(resume)
     # The chunks are compared on one connection pair while a second pair narrows and writes the
@@ -481,28 +704,22 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
         wrote = False
         finished = True   # the last chunk written marked the pass done
         try:
-            for chunk, narrow in differences(pair, schema, None if schema.keyless else resume):
+            for chunk, narrow in differences(pair, schema, None if schema.keyless else resume, versions):
                 counts.chunks_checked += 1
                 if narrow is None:
                     continue
-                counts.chunks_differing += 1
-                counts.differing_chunks.append(chunk)
-                last = chunk.upper is None
-                entries = [(schema.name, ITEM_CHECKSUM, dumps({
-                    "status": "done" if last else "in_progress", "completed_through": encode_key(chunk.upper),
-                    "run_started_at": progress.get("run_started_at") or _now()}))]
                 if writer is None:
                     # Opened with the first differing chunk: a run with nothing to do opens none.
                     writer = TablePair(run) if separate_writer else pair
                 if pending is not None:
-                    settled(run, schema, counts, pending.result())
-                pending = settler.submit(settle, writer, schema, chunk, narrow, entries)
+                    wrote, finished = settled(run, schema, counts, pending.result(), (wrote, finished))
+                pending = settler.submit(settle, writer, schema, chunk, narrow,
+                                         record.record(chunk.upper, chunk.upper is None))
                 if writer is pair:
-                    settled(run, schema, counts, pending.result())
+                    wrote, finished = settled(run, schema, counts, pending.result(), (wrote, finished))
                     pending = None
-                wrote, finished = not run.check_mode, last
             if pending is not None:
-                settled(run, schema, counts, pending.result())
+                wrote, finished = settled(run, schema, counts, pending.result(), (wrote, finished))
                 pending = None
         finally:
             if pending is not None:
@@ -510,9 +727,12 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
             if writer is not None and writer is not pair:
                 writer.close()
         # A pass that ends on equal chunks still has to say it got through, or the next run would
-        # resume after its last differing chunk and never compare the ones before.
-        if not run.check_mode and ((wrote and not finished) or (not wrote and progress.get("status") == "in_progress")):
-            write_entries(pair, [(schema.name, ITEM_CHECKSUM, dumps({"status": "done"}))])
+        # resume after its last differing chunk and never compare the ones before. A pass that
+        # compared every row records its row versions even when it wrote nothing else, so that the
+        # next one can compare changed rows only; a pass that did and wrote nothing writes nothing.
+        first_versions = versions is not None and versions.baseline is None
+        if not run.check_mode and ((wrote and not finished) or (not wrote and (resuming or first_versions))):
+            write_entries(pair, record.entries(None, True))
         deferred = run.stored(schema.name, ITEM_INDEXES).get("indexes")
         if deferred and not run.check_mode:
             rebuild_indexes(pair, schema, deferred)
@@ -520,21 +740,33 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
 
 
 def settle(pair: TablePair, schema: TableSchema, chunk: Chunk, narrow: Callable[[TablePair], ChunkPlan],
-           progress: list[tuple[str, str, str]]) -> ChunkPlan:
-    """Narrow a differing chunk and, unless in check mode, apply it with its progress row."""
+           record: Callable[[pg.Server], list[tuple[str, str, str]]]) -> tuple[ChunkPlan, bool]:
+    """Narrow a chunk that may differ and, unless in check mode or its rows turn out equal (a row
+    rewritten with the same values is new, not different), apply it with its progress row."""
     plan = narrow(pair)
-    if not pair.run.check_mode:
-        apply_chunk(pair, schema, plan, progress)
-    return plan
+    applied = bool(plan.changes) and not pair.run.check_mode
+    if applied:
+        apply_chunk(pair, schema, plan, record)
+    return plan, applied
 
 
-def settled(run: Run, schema: TableSchema, counts: TableCounts, plan: ChunkPlan) -> None:
+def settled(run: Run, schema: TableSchema, counts: TableCounts, outcome: tuple[ChunkPlan, bool],
+            written: tuple[bool, bool]) -> tuple[bool, bool]:
+    """Count a settled chunk; returns whether the pass has written, and whether its last write
+    was the table's last chunk (which records the pass done)."""
+    plan, applied = outcome
+    if plan.changes:
+        counts.chunks_differing += 1
+        counts.differing_chunks.append(plan.chunk)
     counts.rows_inserted += len(plan.changes.inserts)
     counts.rows_updated += len(plan.changes.updates)
     counts.rows_deleted += len(plan.changes.deletes)
     counts.copied_whole = counts.copied_whole or schema.keyless
-    if run.after_chunk and not run.check_mode:
+    if not applied:
+        return written
+    if run.after_chunk:
         run.after_chunk(schema.name, plan.chunk.index)
+    return True, plan.chunk.upper is None
 
 
 def _now() -> str:

@@ -1,0 +1,119 @@
+"""postgresql_delta_apply's ``checksum`` passes that compare changed rows only (trust_row_versions),
+against the lab's two PostgreSQL servers: every kind of change on either side is still found, and
+what could change a row without a new row version makes the pass compare every row."""
+
+from __future__ import annotations
+
+import pytest
+from pg_delta_lab import TABLES, assert_equal, churn, connect, seed, table_digest, target_write_count
+from test_postgresql_delta_apply import assert_no_write_on_rerun, run
+
+from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.errors import DeltaError
+
+KEYED = [name for name in TABLES if name != "public.audit_log"]
+
+
+def compared(result: dict) -> dict[str, str]:
+    return {name: counts["compared"] for name, counts in result["tables"].items()}
+
+
+def test_a_pass_after_a_load_compares_changed_rows_and_finds_every_change_on_either_side(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    loaded = run(old, new, source_db, target_db)
+    assert loaded["tables"]["public.items"]["compared_reason"] == "the target table was empty: loaded"
+    changes = churn(old, source_db)
+    with connect(old, source_db) as connection:
+        # Frozen after the change: the row's xmin must still read as new.
+        connection.execute("VACUUM (FREEZE) items")
+    with connect(new, target_db) as connection:
+        # Drift on the target: an old row edited, an old row deleted, a row the source never had.
+        connection.execute("UPDATE items SET title = 'edited on the target' WHERE id = 7")
+        connection.execute("DELETE FROM items WHERE id = 8")
+        connection.execute("INSERT INTO items (id, title) OVERRIDING SYSTEM VALUE VALUES (100000, 'target only')")
+        connection.execute("DELETE FROM memberships WHERE member_id = 9 AND group_code = 'ab'")
+        connection.execute("UPDATE codes SET label = 'drifted' WHERE code = 'code-10'")
+        connection.execute("VACUUM (FREEZE) items")
+    assert 7 not in changes["updated"] + changes["deleted"] and 8 not in changes["updated"] + changes["deleted"]
+    result = run(old, new, source_db, target_db, chunk_size=10)
+    assert {name: how for name, how in compared(result).items() if name in KEYED} == dict.fromkeys(KEYED,
+                                                                                                 "changed_rows")
+    assert compared(result)["public.audit_log"] == "every_row"
+    assert_equal(old, source_db, new, target_db)
+    items = result["tables"]["public.items"]
+    assert items["rows_inserted"] == 30 + 1          # the churn's inserts and row 8 back
+    assert items["rows_deleted"] == 15 + 1           # the churn's deletes and the target-only row
+    assert 27 <= items["rows_updated"] <= 29         # 25 + '' + NULL + row 7 (+ the re-inserted key)
+    assert_no_write_on_rerun(old, new, source_db, target_db, chunk_size=10)
+
+
+def test_rows_rewritten_with_the_same_values_are_compared_and_nothing_is_written(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    run(old, new, source_db, target_db, tables=["public.parents", "public.items"])
+    with connect(old, source_db) as connection:
+        connection.execute("UPDATE items SET title = title WHERE id <= 50")
+    before = target_write_count(new, target_db)
+    again = run(old, new, source_db, target_db, tables=["public.parents", "public.items"])
+    assert compared(again)["public.items"] == "changed_rows"
+    assert again["changed"] is False and again["target_writes"] == 0
+    assert target_write_count(new, target_db) == before
+
+
+def test_a_column_added_with_different_defaults_makes_the_next_pass_compare_every_row(pg_sides):
+    """A default filled in without rewriting rows changes their content without a new row version."""
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    tables = ["public.parents", "public.items"]
+    run(old, new, source_db, target_db, tables=tables)
+    with connect(old, source_db) as connection:
+        connection.execute("ALTER TABLE items ADD COLUMN grade int DEFAULT 5")
+    with connect(new, target_db) as connection:
+        connection.execute("ALTER TABLE items ADD COLUMN grade int DEFAULT 6")
+    result = run(old, new, source_db, target_db, tables=tables)
+    items = result["tables"]["public.items"]
+    assert items["compared"] == "every_row"
+    assert items["compared_reason"] == "the source table's columns, defaults or column types changed"
+    assert items["rows_updated"] == 400
+    assert_equal(old, source_db, new, target_db, tables=tables)
+    again = run(old, new, source_db, target_db, tables=tables)
+    assert compared(again)["public.items"] == "changed_rows" and again["changed"] is False
+
+
+def test_trust_row_versions_false_compares_every_row(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    run(old, new, source_db, target_db)
+    with connect(new, target_db) as connection:
+        connection.execute("UPDATE items SET title = 'drifted' WHERE id = 3")
+    result = run(old, new, source_db, target_db, trust_row_versions=False)
+    assert set(compared(result).values()) == {"every_row"}
+    assert result["tables"]["public.items"]["compared_reason"] == "trust_row_versions is off"
+    assert result["tables"]["public.items"]["rows_updated"] == 1
+    assert_equal(old, source_db, new, target_db)
+
+
+def test_a_crash_in_a_changed_rows_pass_resumes_it_and_converges(pg_sides):
+    old, new, source_db, target_db = pg_sides
+    seed(old, source_db)
+    run(old, new, source_db, target_db)
+    churn(old, source_db)
+
+    def crash(table, index):
+        if table == "public.items" and index >= 1:
+            raise DeltaError("injected crash in the second differing chunk of items")
+
+    with pytest.raises(DeltaError, match="injected crash"):
+        run(old, new, source_db, target_db, chunk_size=50, parallel_tables=1, after_chunk=crash)
+    assert table_digest(old, source_db, "public.items") != table_digest(new, target_db, "public.items")
+    # Between the two runs the source changes again, in a chunk the first attempt already passed.
+    with connect(old, source_db) as connection:
+        connection.execute("UPDATE items SET title = 'after the crash' WHERE id = 2")
+    result = run(old, new, source_db, target_db, chunk_size=50, verify=False)
+    items = result["tables"]["public.items"]
+    assert items["compared"] == "changed_rows" and items["resumed_from"]
+    # The resumed pass starts after its committed chunks; the next one finds row 2.
+    final = run(old, new, source_db, target_db, chunk_size=50)
+    assert final["verified"] is True
+    assert_equal(old, source_db, new, target_db)
+    assert_no_write_on_rerun(old, new, source_db, target_db, chunk_size=50)
