@@ -97,7 +97,11 @@ class PassVersions:
     baseline: tuple[SideVersions, SideVersions] | None = None
 
     def as_state(self) -> dict[str, Any]:
-        return {"source": self.source.as_state(), "target": self.target.as_state()}
+        return sides_state((self.source, self.target))
+
+
+def sides_state(sides: tuple[SideVersions, SideVersions]) -> dict[str, Any]:
+    return {"source": sides[0].as_state(), "target": sides[1].as_state()}
 
 
 def stored_versions(value: Any) -> tuple[SideVersions, SideVersions] | None:
@@ -121,9 +125,9 @@ def plan_pass_versions(run: Run, schema: TableSchema, progress: dict, current: t
         if began is None:
             return None
         baseline = stored_versions(progress.get("baseline"))
-        return PassVersions(began[0], began[1], baseline if baseline and usable(baseline, current) else None)
+        return PassVersions(began[0], began[1], baseline if first_problem(baseline, current) is None else None)
     baseline = stored_versions(progress.get("versions")) if progress.get("status") == "done" else None
-    return PassVersions(source_now, target_now, baseline if baseline and usable(baseline, current) else None)
+    return PassVersions(source_now, target_now, baseline if first_problem(baseline, current) is None else None)
 
 
 def compared_how(run: Run, schema: TableSchema, progress: dict, current: tuple[Any, Any],
@@ -144,16 +148,14 @@ def compared_how(run: Run, schema: TableSchema, progress: dict, current: tuple[A
     else:
         recorded = stored_versions((progress.get("baseline") if progress.get("status") == "in_progress"
                                     else progress.get("versions")) if progress.get("status") else None)
-        problems = [problem for problem in (baseline_problem("source", recorded[0] if recorded else None, current[0]),
-                                            baseline_problem("target", recorded[1] if recorded else None, current[1]))
-                    if problem]
-        reason = problems[0] if problems else "no complete pass has recorded row versions yet"
+        reason = first_problem(recorded, current) or "no complete pass has recorded row versions yet"
     return {"compared": "every_row", "compared_reason": reason}
 
 
-def usable(baseline: tuple[SideVersions, SideVersions], current: tuple[SideVersions, SideVersions]) -> bool:
-    return (baseline_problem("source", baseline[0], current[0]) is None
-            and baseline_problem("target", baseline[1], current[1]) is None)
+def first_problem(baseline: tuple[SideVersions, SideVersions] | None, current: tuple[Any, Any]) -> str | None:
+    """Why a recorded ``baseline`` cannot be trusted on this pass (source first), or None."""
+    return (baseline_problem("source", baseline[0] if baseline else None, current[0])
+            or baseline_problem("target", baseline[1] if baseline else None, current[1]))
 
 
 @dataclass
@@ -173,8 +175,7 @@ class PassProgress:
                 self.versions.target = self.versions.target.with_own([xid])
             value["versions"] = self.versions.as_state()
             if self.versions.baseline is not None and not last:
-                value["baseline"] = {"source": self.versions.baseline[0].as_state(),
-                                     "target": self.versions.baseline[1].as_state()}
+                value["baseline"] = sides_state(self.versions.baseline)
         return [(self.table, ITEM_CHECKSUM, dumps(value))]
 
     def record(self, upper: Key | None, last: bool) -> Callable[[pg.Server], list[tuple[str, str, str]]]:
