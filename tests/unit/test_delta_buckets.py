@@ -32,3 +32,12 @@ def test_differing_buckets_are_the_entries_on_one_side_only():
     assert differing_buckets(source, target) == [-2, 1, 4]
     assert differing_buckets(source, source) == []
     assert bucket_rows(source) == 31 and bucket_rows(frozenset()) == 0
+
+
+def test_entries_as_rows_read_the_same_as_entries_as_text():
+    """PostgreSQL answers with (bucket, rows, digest) tuples, MySQL with text."""
+    source = frozenset({(0, 8, b"aa"), (1, 8, b"bb"), (-2, 7, b"cc"), (3, 8, -5)})
+    target = frozenset({(0, 8, b"aa"), (1, 8, b"bx"), (3, 8, -5), (4, 1, 17)})
+    assert differing_buckets(source, target) == [-2, 1, 4]
+    assert differing_buckets(target, target) == []
+    assert bucket_rows(source) == 31 and bucket_rows(target) == 25

@@ -210,3 +210,18 @@ def test_row_hash_sends_builtin_types_binary_and_others_as_text():
                             key=("code", "member"), key_kind="primary")
     assert pg.bucket_of(composite, pg.chunk_buckets(composite, ("a", 1), ("b", 2), 4)) == \
         ('(hashtextextended(ROW("code", "member")::text, 0) %% %s)', [4])
+
+
+def test_key_sample_hands_out_bounds_in_steps_of_rows_and_ends_open():
+    # Each sampled key stands for 10 rows: 25 rows is about 2 keys on from where the walk stands.
+    sample = pg.KeySample(start=(100,), keys=[(k,) for k in range(110, 200, 10)], rows_per_key=10.0)
+    assert sample.follows((100,)) and not sample.follows(None)
+    assert sample.after(25) == (120,)
+    assert sample.follows((120,)) and not sample.follows((100,))
+    assert sample.after(1) == (130,)           # never less than one key on
+    assert sample.after(50) == (180,)
+    assert sample.after(20) is None            # past the last key: the last chunk is open-ended
+    assert not sample.follows((190,)) and not sample.follows(None)
+    resumed = pg.KeySample(start=None, keys=[("b",), ("a",)], rows_per_key=1.0)
+    # Keys stay in the server's order (here not Python's): only equality is used.
+    assert resumed.follows(None) and resumed.after(1) == ("b",) and resumed.after(1) == ("a",)

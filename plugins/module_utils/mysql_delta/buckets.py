@@ -4,10 +4,11 @@
 
 Changes scattered over a whole table (1% of rows here and there) make nearly every chunk differ,
 so a chunk checksum narrows nothing. Each server therefore answers, in the same scan of the
-chunk, one entry per bucket of about ROWS_PER_BUCKET rows: ``"bucket rows digest"``. Entries
-both sides hold are equal buckets; only the rows of the other buckets are hashed one by one and
-compared by key (:func:`checksum.plan_row_changes`). What a bucket is is decided here, the same
-for every engine; the SQL that computes the entries is the dialect's.
+chunk, one entry per bucket of about ROWS_PER_BUCKET rows: ``"bucket rows digest"`` (or the
+tuple of the three, where the server answers with rows). Entries both sides hold are equal
+buckets; only the rows of the other buckets are hashed one by one and compared by key
+(:func:`checksum.plan_row_changes`). What a bucket is is decided here, the same for every engine;
+the SQL that computes the entries is the dialect's.
 """
 
 from __future__ import annotations
@@ -47,11 +48,17 @@ def chunk_buckets(lower: Key | None, upper: Key | None, count: int, integer_key:
     return Buckets(count)
 
 
-def differing_buckets(source: Iterable[str], target: Iterable[str]) -> list[int]:
+def differing_buckets(source: Iterable[str | tuple], target: Iterable[str | tuple]) -> list[int]:
     """Buckets whose entry one side holds and the other does not (missing buckets included)."""
-    return sorted({int(entry.split(" ", 1)[0]) for entry in set(source) ^ set(target)})
+    return sorted({entry_bucket(entry) for entry in set(source) ^ set(target)})
 
 
-def bucket_rows(entries: Iterable[str]) -> int:
+def bucket_rows(entries: Iterable[str | tuple]) -> int:
     """Rows counted by a side's entries."""
-    return sum(int(entry.split(" ", 2)[1]) for entry in entries)
+    return sum(int(entry.split(" ", 2)[1]) if isinstance(entry, str) else int(entry[1]) for entry in entries)
+
+
+def entry_bucket(entry: str | tuple) -> int:
+    """A bucket entry's number: entries are the text ``"bucket rows digest"`` (MySQL) or the tuple
+    ``(bucket, rows, digest)`` (PostgreSQL, which answers with rows)."""
+    return int(entry.split(" ", 1)[0]) if isinstance(entry, str) else int(entry[0])

@@ -47,6 +47,9 @@ RANGE_READ_SHARE = 0.3
 # decodes the WAL again from the slot's restart point, so a batch is as large as the keys kept in
 # memory allow (messages stream through in chunks; only keys are kept).
 PEEK_CHANGES = 200_000
+# Keys a decoded peek gathers before the target deletes them and the source reads their rows, one
+# statement each, while the peek goes on.
+APPLY_SLICE_KEYS = 2_000
 # Rows per COPY transaction when loading an empty table: large enough that index maintenance and
 # commits amortise, small enough that a crash loses at most a few seconds of work.
 EMPTY_LOAD_CHUNK_ROWS = 100_000
@@ -391,15 +394,25 @@ def walk_chunks(pair: TablePair, schema: TableSchema, lower: Key | None = None
 
 class BoundReader:
     """Chunk bounds read ahead on a source connection of their own: the next chunk's upper key is
-    found while the current chunk is compared or copied, not before it."""
+    found while the current chunk is compared or copied, not before it. A large table's bounds
+    come from one sample of its keys (pg.sample_keys), a small one's from an index walk each."""
 
     def __init__(self, run: Run, schema: TableSchema):
         self.schema = schema
         self.server = pg.Server(run.options.source)
         self.pool = ThreadPoolExecutor(max_workers=1)
+        self.sample: pg.KeySample | None = None
+        self.sampled = False
 
     def after(self, lower: Key | None, rows: int) -> Future:
-        return self.pool.submit(pg.chunk_upper_bound, self.server, self.schema, lower, rows)
+        return self.pool.submit(self.bound_after, lower, rows)
+
+    def bound_after(self, lower: Key | None, rows: int) -> Key | None:
+        if not self.sampled:
+            self.sample, self.sampled = pg.sample_keys(self.server, self.schema, lower), True
+        if self.sample is not None and self.sample.follows(lower):
+            return self.sample.after(rows)
+        return pg.chunk_upper_bound(self.server, self.schema, lower, rows)
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -440,8 +453,8 @@ def walk_buckets(pair: TablePair, schema: TableSchema, lower: Key | None = None,
 
 
 def bucket_sums(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets
-                ) -> tuple[frozenset[str], frozenset[str]]:
-    def ask(server: pg.Server) -> frozenset[str]:
+                ) -> tuple[frozenset[tuple], frozenset[tuple]]:
+    def ask(server: pg.Server) -> frozenset[tuple]:
         return pg.bucket_digests(server, schema, chunk.lower, chunk.upper, buckets)
     return pair.both(ask, ask)
 
@@ -474,8 +487,8 @@ def differences_since(pair: TablePair, schema: TableSchema, lower: Key | None,
     def changed_since(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets) -> tuple[Any, Any]:
         limit = max(64, int(RANGE_READ_SHARE * buckets.count * KEY_ROWS_PER_BUCKET))
 
-        def ask(index: int) -> Callable[[pg.Server], tuple[frozenset[str], dict[Key, str] | None]]:
-            def on(server: pg.Server) -> tuple[frozenset[str], dict[Key, str] | None]:
+        def ask(index: int) -> Callable[[pg.Server], tuple[frozenset[tuple], dict[Key, str] | None]]:
+            def on(server: pg.Server) -> tuple[frozenset[tuple], dict[Key, str] | None]:
                 sums = pg.bucket_key_sums(server, schema, chunk.lower, chunk.upper, buckets)
                 if whole_table is not None:
                     found = whole_table[index].within(chunk.lower, chunk.upper)
@@ -565,8 +578,8 @@ def plan_whole(chunk: Chunk, source_sum: ChunkChecksum, target_sum: ChunkChecksu
                      "whole", target_sum.rows)
 
 
-def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets, source_sums: frozenset[str],
-               target_sums: frozenset[str]) -> ChunkPlan:
+def plan_chunk(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets, source_sums: frozenset[tuple],
+               target_sums: frozenset[tuple]) -> ChunkPlan:
     """Narrow a differing chunk to its differing buckets, then to their differing rows (reads only)."""
     source_rows = bucket_rows(source_sums)
     if not target_sums:
@@ -881,46 +894,57 @@ def stream_slot(run: Run, source: pg.Server, streamed: list[str], stored: dict) 
     with ThreadPoolExecutor(max_workers=1) as opener:
         # The apply's connections open while the server decodes the slot.
         pair_ready = None if run.check_mode else opener.submit(open_apply, run, streamed)
-        pair: TablePair | None = None
         try:
             while True:
-                fed = decoder.messages
-                transactions = list(decoder.feed(pg.stream_changes(source, options.slot_name,
-                                                                   options.publication_name, end, limit)))
-                exhausted = decoder.messages - fed < limit
-                reached = max((transaction.end_lsn for transaction in transactions), default=0)
-                if exhausted:
-                    # The peek stopped at the end, not at the limit: every transaction committed
-                    # before it was in this peek, so the slot can be confirmed up to the end (its
-                    # WAL then no longer held, nor decoded again by the next run).
-                    reached = max(reached, pg.lsn_number(end))
-                if reached <= last_reached:
-                    break
-                last_reached = reached
-                batch = Transaction()
-                for transaction in transactions:
-                    # A batch committed on the target before a crash, with the slot not yet advanced,
-                    # comes again: its position is already stored, so it is skipped, not replayed.
-                    if transaction.end_lsn > position:
-                        merge(batch, transaction)
-                count_batch(run, batch)
-                if pair_ready is None:
-                    break
-                if batch.tables:
-                    pair, types = pair_ready.result()
-                    apply_transactions(pair, batch, dict(stored, position=pg.lsn_text(max(reached, position))), types)
+                apply = SlotApply(pair_ready) if pair_ready is not None else None
+                try:
+                    batch, reached, exhausted = peek_batch(run, source, decoder, end, limit, position, apply)
+                    if reached <= last_reached:
+                        break
+                    last_reached = reached
+                    count_batch(run, batch)
+                    if apply is None:
+                        break
+                    if batch.tables:
+                        apply.commit(batch, dict(stored, position=pg.lsn_text(max(reached, position))))
+                finally:
+                    if apply is not None:
+                        apply.close()
                 pg.advance_slot(source, options.slot_name, pg.lsn_text(reached))
                 position = max(position, reached)
                 if exhausted:
                     break
         finally:
-            if pair_ready is not None:
+            if pair_ready is not None and pair_ready.exception() is None:
                 # Closed even when the first peek failed; a failed open has nothing to close.
-                if pair is None and pair_ready.exception() is None:
-                    pair = pair_ready.result()[0]
-                if pair is not None:
-                    pair.close()
+                pair_ready.result()[0].close()
     return position
+
+
+def peek_batch(run: Run, source: pg.Server, decoder: Decoder, end: str, limit: int, position: int,
+               apply: SlotApply | None) -> tuple[Transaction, int, bool]:
+    """One peek: its transactions past ``position`` as one batch (``apply`` starts on their keys as
+    they are decoded), the position it reached, and whether it reached ``end``."""
+    fed = decoder.messages
+    batch = Transaction()
+    reached = 0
+    for transaction in decoder.feed(pg.stream_changes(source, run.options.slot_name, run.options.publication_name,
+                                                      end, limit)):
+        reached = max(reached, transaction.end_lsn)
+        # A batch committed on the target before a crash, with the slot not yet advanced, comes
+        # again: its position is already stored, so it is skipped, not replayed.
+        if transaction.end_lsn <= position:
+            continue
+        if apply is not None:
+            apply.take(batch, transaction)
+        merge(batch, transaction)
+    exhausted = decoder.messages - fed < limit
+    if exhausted:
+        # The peek stopped at the end, not at the limit: every transaction committed before it was
+        # in this peek, so the slot can be confirmed up to the end (its WAL then no longer held, nor
+        # decoded again by the next run).
+        reached = max(reached, pg.lsn_number(end))
+    return batch, reached, exhausted
 
 
 def open_apply(run: Run, streamed: list[str]) -> tuple[TablePair, dict[str, dict[str, str]]]:
@@ -942,38 +966,98 @@ def count_batch(run: Run, batch: Transaction) -> None:
         counts.copied_whole = counts.copied_whole or changes.whole_table
 
 
-def apply_transactions(pair: TablePair, batch: Transaction, stored: dict, types: dict[str, dict[str, str]]) -> None:
-    """The batch's rows as the source has them now, and the new position, in one target transaction.
+class SlotApply:
+    """One peek's target transaction, built while the peek is decoded.
 
-    Each touched key is deleted on the target and the source's row, if it still has one, copied
-    back: the net effect of every event on that key, whatever their order, in two statements a
-    table. The source's rows are read while the target deletes.
+    Keys are taken as soon as a decoded transaction first touches them, in slices of
+    APPLY_SLICE_KEYS: the source reads the slice's rows while the target deletes its keys, then
+    the target copies the rows in. Deleting each touched key and copying back the source's row, if
+    it still has one, is the net effect of every event on that key, whatever their order. A row
+    read before the peek ends is as good as one read after: it is read after its change committed,
+    and whatever changed it since is in the slot for the next batch. The target applies the slices
+    in order, so a key met again would only be replaced again; it is taken once, to save the work.
+    The position is stored, and the transaction committed, when the peek has ended.
     """
-    target = pair.target
-    try:
-        for name, changes in batch.tables.items():
-            schema = pair.run.schemas[name]
+
+    def __init__(self, pair_ready: Future):
+        self.pair_ready = pair_ready
+        self.pending: dict[str, list[Key]] = {}
+        self.whole: set[str] = set()
+        # The target connection's statements, in order, on their own thread; the source's reads
+        # on the pair's pool thread.
+        self.writer = ThreadPoolExecutor(max_workers=1)
+        self.started: list[Future] = []
+        self.committed = False
+
+    def take(self, batch: Transaction, transaction: Transaction) -> None:
+        """Start on the keys ``transaction`` touches that ``batch`` (before it is merged) has not."""
+        for table, changes in transaction.tables.items():
             if changes.whole_table:
-                pg.delete_range(target, schema, None, None)
-                pg.copy_rows(pair.source, target, schema)
+                self.whole.add(table)
+            if table in self.whole:
                 continue
-            keys = list(changes.keys)
-            rows = pair.pool.submit(pg.read_slot_rows, pair.source, schema, types[name], keys)
-            try:
-                pg.delete_slot_keys(target, schema, types[name], keys)
-            except DeltaError:
-                wait([rows])        # the source connection is not left mid-COPY
-                raise
-            pg.write_copy_data(target, schema, rows.result())
-        write_entries(pair, [(ALL_TABLES, ITEM_LOGICAL, dumps(stored))])
-    except DeltaError as exc:
-        target.rollback()
-        raise DeltaError(f"applying slot changes up to {stored['position']} failed and the target was rolled back: "
-                         f"{exc}; fix the cause and rerun, it resumes from the stored position",
-                         side=exc.side or "target") from exc
-    pair.run.state[(ALL_TABLES, ITEM_LOGICAL)] = dumps(stored)
-    if pair.run.after_chunk:
-        pair.run.after_chunk("logical", stored["position"])
+            known = batch.tables[table].keys if table in batch.tables else {}
+            pending = self.pending.setdefault(table, [])
+            pending.extend(key for key in changes.keys if key not in known)
+            while len(pending) >= APPLY_SLICE_KEYS:
+                self.start(table, pending[:APPLY_SLICE_KEYS])
+                del pending[:APPLY_SLICE_KEYS]
+
+    def start(self, table: str, keys: list[Key]) -> None:
+        if not keys or table in self.whole:
+            return
+        pair, types = self.pair_ready.result()
+        schema = pair.run.schemas[table]
+        rows = pair.pool.submit(pg.read_slot_rows, pair.source, schema, types[table], keys)
+        self.started.append(rows)
+        self.started.append(self.writer.submit(replace_keys, pair.target, schema, types[table], keys, rows))
+
+    def commit(self, batch: Transaction, stored: dict) -> None:
+        """Finish the slices, reload whole tables, store the position, commit."""
+        for table, keys in self.pending.items():
+            self.start(table, keys)
+        self.pending.clear()
+        pair, _types = self.pair_ready.result()
+        target = pair.target
+        try:
+            self.finish_started()
+            for table in batch.tables:
+                if table in self.whole:
+                    pg.delete_range(target, pair.run.schemas[table], None, None)
+                    pg.copy_rows(pair.source, target, pair.run.schemas[table])
+            write_entries(pair, [(ALL_TABLES, ITEM_LOGICAL, dumps(stored))])
+        except DeltaError as exc:
+            target.rollback()
+            raise DeltaError(f"applying slot changes up to {stored['position']} failed and the target was rolled back: "
+                             f"{exc}; fix the cause and rerun, it resumes from the stored position",
+                             side=exc.side or "target") from exc
+        self.committed = True
+        pair.run.state[(ALL_TABLES, ITEM_LOGICAL)] = dumps(stored)
+        if pair.run.after_chunk:
+            pair.run.after_chunk("logical", stored["position"])
+
+    def finish_started(self) -> None:
+        """Wait for every started read and write (no connection is left mid-statement), then
+        raise the first failure."""
+        wait(self.started)
+        for future in self.started:
+            future.result()
+
+    def close(self) -> None:
+        """After the commit, or after a failure: the target's work so far is rolled back."""
+        try:
+            if not self.committed and self.started:
+                wait(self.started)
+                self.pair_ready.result()[0].target.rollback()
+        finally:
+            self.writer.shutdown()
+
+
+def replace_keys(target: pg.Server, schema: TableSchema, types: dict[str, str], keys: list[Key],
+                 rows: Future) -> None:
+    """Delete ``keys`` on the target, then copy in the source's rows of them being read by ``rows``."""
+    pg.delete_slot_keys(target, schema, types, keys)
+    pg.write_copy_data(target, schema, rows.result())
 
 
 def finish_logical(run: Run, source: pg.Server, target: pg.Server, report: dict[str, Any]) -> None:

@@ -75,8 +75,11 @@ def loaded(pg_sides):
     return pg_sides
 
 
-def test_every_kind_of_key_across_several_peeks_each_transaction_once(loaded, monkeypatch):
+@pytest.mark.parametrize("slice_keys", [pg_run.APPLY_SLICE_KEYS, 2])
+def test_every_kind_of_key_across_several_peeks_each_transaction_once(loaded, monkeypatch, slice_keys):
     old, new, source_db, target_db = loaded
+    # Slices of 2 keys: a peek's keys are deleted, read and copied in several slices.
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", slice_keys)
     with connect(old, source_db) as connection:
         connection.execute("INSERT INTO texts (name, value) SELECT unnest(%s::text[]), 'v1'", [NAMES[6:]])
         connection.execute("UPDATE texts SET value = 'v2' WHERE name = ANY(%s)", [["a,b", "NULL"]])
@@ -107,6 +110,45 @@ def test_every_kind_of_key_across_several_peeks_each_transaction_once(loaded, mo
     again = run(old, new, source_db, target_db)
     assert again["changed"] is False and again["target_writes"] == 0
     assert target_write_count(new, target_db) == before
+
+
+def test_a_failed_slice_rolls_the_whole_peek_back_and_the_rerun_converges(loaded, monkeypatch):
+    """Keys met again in later transactions and slices (inserted, updated, deleted, inserted again),
+    a copy failing in the third slice: nothing of the peek stays on the target, the slot is not
+    advanced, and the rerun applies every change once."""
+    old, new, source_db, target_db = loaded
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO texts (name, value) SELECT 'slice ' || n, 'v1' FROM generate_series(1, 9) n")
+        connection.execute("UPDATE texts SET value = 'v2' WHERE name IN ('slice 2', 'slice 5', 'a,b', 'NULL')")
+        connection.execute("DELETE FROM texts WHERE name IN ('slice 3', 'slice 5', 'quo\"te')")
+        connection.execute("INSERT INTO texts VALUES ('slice 5', 'again', NULL), ('slice 10', 'v1', NULL)")
+        connection.execute("UPDATE odd_keys SET value = 'sliced' WHERE code = 'ab'")
+    before = {table: rows(new, target_db, table) for table in TABLES}
+    confirmed = slot_confirmed(old, source_db)
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", 3)
+    copy_data = pg.write_copy_data
+    copies: list[int] = []
+
+    def failing_copy(server, schema, data):
+        copies.append(1)
+        if len(copies) == 3:
+            raise DeltaError("injected failure copying the third slice", side="target")
+        return copy_data(server, schema, data)
+
+    monkeypatch.setattr(pg, "write_copy_data", failing_copy)
+    with pytest.raises(DeltaError, match="rolled back: injected failure copying the third slice"):
+        run(old, new, source_db, target_db)
+    assert {table: rows(new, target_db, table) for table in TABLES} == before
+    assert slot_confirmed(old, source_db) == confirmed
+    monkeypatch.setattr(pg, "write_copy_data", copy_data)
+    result = run(old, new, source_db, target_db)
+    assert_same(old, source_db, new, target_db)
+    texts = result["tables"]["public.texts"]
+    assert (texts["rows_inserted"], texts["rows_updated"], texts["rows_deleted"]) == (11, 4, 3)
+    writes = target_write_count(new, target_db)
+    again = run(old, new, source_db, target_db)
+    assert again["changed"] is False and again["target_writes"] == 0
+    assert target_write_count(new, target_db) == writes
 
 
 def test_crash_between_the_commit_and_the_slot_advance_applies_nothing_twice(loaded, monkeypatch):
