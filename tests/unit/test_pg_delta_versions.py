@@ -7,14 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.buckets import Buckets
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.schema import Column, TableSchema
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta import run as pg_run
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.versions import (
     MAX_OWN_XIDS,
     XID_WINDOW,
+    LoneKey,
     SideVersions,
     baseline_problem,
     keys_to_ask,
+    lone_keys,
     xid32,
 )
 
@@ -110,3 +113,19 @@ def test_each_chunk_records_the_target_transaction_that_commits_it():
     assert "baseline" in first_value                               # a resumed pass needs it
     assert last_value["status"] == "done" and last_value["versions"]["target"]["own"] == [7_100, 7_101]
     assert "baseline" not in last_value
+
+
+def test_lone_keys_name_the_one_key_a_bucket_differs_by():
+    # Buckets of 10 keys above 1000: bucket 2 holds 1021..1030.
+    buckets = Buckets(count=8, start=1000, width=10)
+    source = {(0, 10, 0x51, 1000), (2, 9, 0x1234, 0x0F0F), (3, 10, 7, 99), (4, 1, -77, 1041), (5, 10, 5, 5)}
+    target = {(0, 10, 0x51, 1000), (2, 10, 0x1234 ^ -0x7AB, 0x0F0F ^ 1025), (3, 8, 9, 99), (5, 10, 6, 5),
+              (6, 1, 33, 1063)}
+    found = lone_keys(source, target, [2, 3, 4, 5, 6], buckets)
+    # 2: the target holds 1025 more (its hash XORs in as -0x7AB); 4: only the source's 1041;
+    # 6: only the target's 1063; 3 differs by two rows, 5 by content of the same count: listed.
+    assert found == {2: LoneKey(1025, 1, -0x7AB), 4: LoneKey(1041, 0, -77), 6: LoneKey(1063, 1, 33)}
+    # A key XOR outside the bucket cannot be the one key: the bucket is listed.
+    assert lone_keys({(2, 9, 1, 5)}, {(2, 10, 2, 5 ^ 3)}, [2], buckets) == {}
+    # Hashed buckets (no key XOR in the entries) are never taken.
+    assert lone_keys({(2, 9, 1)}, {(2, 10, 2)}, [2], Buckets(count=8)) == {}

@@ -428,17 +428,27 @@ def key_hash(schema: TableSchema) -> str:
 
 
 def bucket_key_sums(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None,
-                    buckets: Buckets) -> frozenset[tuple[int, int, int]]:
+                    buckets: Buckets) -> frozenset[tuple]:
     """One ``(bucket, rows, xor)`` entry per non-empty bucket: its row count and the XOR of its keys'
-    64-bit hashes. Keys only, no row is read whole: equal entries mean the same keys. Returned as
-    rows of three integers, which the client reads for less than the server would spend joining
-    them into one text."""
+    64-bit hashes, and for integer keys in key-interval buckets the XOR of the keys as a fourth.
+    Keys only, no row is read whole: equal entries mean the same keys. Returned as rows of
+    integers, which the client reads for less than the server would spend joining them into one
+    text."""
     where, parameters = where_range(schema, lower, upper)
     bucket, bucket_parameters = bucket_of(schema, buckets)
+    # Integer keys in key-interval buckets also XOR the keys themselves: a bucket that differs by
+    # one key then names it (versions.lone_keys).
+    key, key_xor = (f", {quote(schema.key[0])}::bigint AS k", ", bit_xor(k)") if buckets.width else ("", "")
     return frozenset(tuple(row) for row in server.query(
-        "SELECT b, count(*) AS n, bit_xor(h) AS x "
-        f"FROM (SELECT {bucket} AS b, {key_hash(schema)} AS h FROM {quote_table(schema.name)} WHERE {where} "
+        f"SELECT b, count(*) AS n, bit_xor(h) AS x{key_xor} "
+        f"FROM (SELECT {bucket} AS b, {key_hash(schema)} AS h{key} FROM {quote_table(schema.name)} WHERE {where} "
         "OFFSET 0) AS chunk_keys GROUP BY b", bucket_parameters + parameters))
+
+
+def integer_key_hashes(server: Server, keys: Sequence[int]) -> dict[int, int]:
+    """``{key: the 64-bit hash bucket_key_sums XORs for it}`` of integer keys."""
+    return {int(key): int(found) for key, found in server.query(
+        "SELECT k, hashint8extended(k, 0) FROM unnest(%s::bigint[]) AS k", [list(keys)])}
 
 
 def new_row_hashes(server: Server, schema: TableSchema, lower: Key | None, upper: Key | None, since_xid: int,

@@ -33,7 +33,7 @@ from ..mysql_delta.tables import walk_chunks as tables_walk
 from . import postgres as pg
 from .options import DeltaOptions
 from .pgoutput import Decoder, Transaction, merge
-from .versions import SideVersions, baseline_problem, keys_to_ask, xid32
+from .versions import LoneKey, SideVersions, baseline_problem, keys_to_ask, lone_keys, xid32
 
 ITEM_CHECKSUM = "checksum"
 ITEM_LOGICAL = "logical"
@@ -513,7 +513,8 @@ def differences_since(pair: TablePair, schema: TableSchema, lower: Key | None,
         yield chunk, (None if not chosen and not source_new and not target_new else
                       partial(plan_changed_rows, schema=schema, chunk=chunk, buckets=buckets, chosen=chosen,
                               source_new=source_new, target_new=target_new,
-                              rows=(bucket_rows(source_sums), bucket_rows(target_sums))))
+                              rows=(bucket_rows(source_sums), bucket_rows(target_sums)),
+                              lone=lone_keys(source_sums, target_sums, chosen, buckets)))
 
 
 class KeyedRows:
@@ -549,16 +550,40 @@ def new_rows_of_table(pair: TablePair, schema: TableSchema, baseline: tuple[Side
 
 
 def plan_changed_rows(pair: TablePair, schema: TableSchema, chunk: Chunk, buckets: Buckets, chosen: list[int],
-                      source_new: dict[Key, str], target_new: dict[Key, str], rows: tuple[int, int]) -> ChunkPlan:
+                      source_new: dict[Key, str], target_new: dict[Key, str], rows: tuple[int, int],
+                      lone: dict[int, LoneKey] | None = None) -> ChunkPlan:
     """A chunk's plan from the rows new on either side and the buckets whose keys differ.
 
     The keys of those buckets are listed on both sides: a key on one side only is an insert or a
-    delete; a key on both whose rows are old on both is equal (versions.py). Every new row is
-    compared by hash with the other side's row, which is asked for when not yet read."""
-    def listed(server: pg.Server) -> dict[Key, str | None]:
-        keys = pg.bucket_keys(server, schema, chunk.lower, chunk.upper, buckets, chosen) if chosen else []
-        return dict.fromkeys(keys)   # present, row not read
-    source_rows, target_rows = pair.both(listed, listed)
+    delete; a key on both whose rows are old on both is equal (versions.py). A bucket that differs
+    by one key its sums name (``lone``) is not listed once the source confirms that key's hash.
+    Every new row is compared by hash with the other side's row, which is asked for when not yet
+    read."""
+    lone = lone or {}
+    to_list = [bucket for bucket in chosen if bucket not in lone]
+
+    def listed(buckets_listed: list[int]) -> Callable[[pg.Server], dict[Key, str | None]]:
+        def on(server: pg.Server) -> dict[Key, str | None]:
+            if not buckets_listed:
+                return {}
+            # Present, row not read.
+            return dict.fromkeys(pg.bucket_keys(server, schema, chunk.lower, chunk.upper, buckets, buckets_listed))
+        return on
+
+    def listed_and_hashed(server: pg.Server) -> tuple[dict[Key, str | None], dict[int, int]]:
+        hashes = pg.integer_key_hashes(server, [found.key for found in lone.values()]) if lone else {}
+        return listed(to_list)(server), hashes
+
+    (source_rows, hashes), target_rows = pair.both(listed_and_hashed, listed(to_list))
+    unconfirmed = sorted(bucket for bucket, found in lone.items() if hashes.get(found.key) != found.key_hash)
+    if unconfirmed:
+        more_source, more_target = pair.both(listed(unconfirmed), listed(unconfirmed))
+        source_rows.update(more_source)
+        target_rows.update(more_target)
+    for bucket, found in lone.items():
+        if bucket not in unconfirmed:
+            holder = source_rows if found.side == 0 else target_rows
+            holder.setdefault((found.key,), None)
     source_rows.update(source_new)
     target_rows.update(target_new)
     ask_source, ask_target = keys_to_ask(source_rows, target_new), keys_to_ask(target_rows, source_new)

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..mysql_delta.buckets import Buckets
 from ..mysql_delta.chunking import Key
 
 # 32-bit xmin values are compared by age: exact while fewer than 2^31 transactions separate them.
@@ -98,3 +99,38 @@ def keys_to_ask(found: Mapping[Key, str | None], new_elsewhere: Iterable[Key]) -
     """Keys new on the other side whose row this side has not hashed yet: absent from ``found``
     (a missing key is told from one never asked about only by asking) or listed without a hash."""
     return [key for key in new_elsewhere if found.get(key) is None]
+
+
+@dataclass(frozen=True)
+class LoneKey:
+    """The one key by which a bucket's two sides differ, as their key sums tell it."""
+
+    key: int
+    side: int          # 0: only the source has it, 1: only the target
+    key_hash: int      # what the server's 64-bit hash of ``key`` must be for this to hold
+
+
+def lone_keys(source_sums: Iterable[tuple], target_sums: Iterable[tuple], chosen: Iterable[int],
+              buckets: Buckets) -> dict[int, LoneKey]:
+    """The chosen buckets whose sides differ by exactly one key, found without listing them.
+
+    With an integer key, each side's entry is ``(bucket, rows, XOR of key hashes, XOR of keys)``.
+    When one side holds exactly one row more, the XOR of the two sides' key XORs is that key if
+    it is the only difference: one deleted row here and there, the usual shape of deletes, then
+    costs no listing of its bucket's keys. It holds exactly when the key lies in the bucket and
+    its hash (asked of a server, see ``LoneKey.key_hash``) equals the XOR of the two hash XORs;
+    any other difference would have to produce that 64-bit value by chance. Buckets of other
+    entries (hashed buckets, keys of other types) are not taken.
+    """
+    entries = [{entry[0]: entry for entry in sums} for sums in (source_sums, target_sums)]
+    found: dict[int, LoneKey] = {}
+    if not buckets.width:
+        return found
+    for bucket in chosen:
+        source, target = (side.get(bucket, (bucket, 0, 0, 0)) for side in entries)
+        if len(source) < 4 or len(target) < 4 or abs(int(source[1]) - int(target[1])) != 1:
+            continue
+        key = int(source[3]) ^ int(target[3])
+        if buckets.start + bucket * buckets.width < key <= buckets.start + (bucket + 1) * buckets.width:
+            found[bucket] = LoneKey(key, 0 if source[1] > target[1] else 1, int(source[2]) ^ int(target[2]))
+    return found

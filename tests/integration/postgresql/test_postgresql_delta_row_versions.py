@@ -9,6 +9,7 @@ from pg_delta_lab import TABLES, assert_equal, churn, connect, seed, table_diges
 from test_postgresql_delta_apply import assert_no_write_on_rerun, run
 
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.errors import DeltaError
+from ansible_collections.cutover.migration.plugins.module_utils.pg_delta import postgres as pg
 
 KEYED = [name for name in TABLES if name != "public.audit_log"]
 
@@ -117,3 +118,49 @@ def test_a_crash_in_a_changed_rows_pass_resumes_it_and_converges(pg_sides):
     assert final["verified"] is True
     assert_equal(old, source_db, new, target_db)
     assert_no_write_on_rerun(old, new, source_db, target_db, chunk_size=50)
+
+
+@pytest.mark.parametrize("hashes", ["confirmed", "not confirmed"])
+def test_buckets_that_differ_by_one_key_are_named_by_their_sums_not_listed(pg_sides, monkeypatch, hashes):
+    """Scattered single deletes on the source and one on the target: each bucket's sums name the
+    key (versions.lone_keys), the source confirms its hash, and only the bucket with two deletes is
+    listed. With hashes that do not confirm, every such bucket is listed instead: same end state."""
+    old, new, source_db, target_db = pg_sides
+    tables = ["public.parents", "public.items"]
+    seed(old, source_db, items=2000)
+    run(old, new, source_db, target_db, tables=tables)
+    with connect(old, source_db) as connection:
+        deleted = [row[0] for row in connection.execute(
+            "DELETE FROM items WHERE id % 97 = 5 OR id IN (1500, 1501) RETURNING id").fetchall()]
+    with connect(new, target_db) as connection:
+        connection.execute("DELETE FROM items WHERE id = 1203")
+    listed: list[int] = []
+    hashed: list[int] = []
+    bucket_keys, key_hashes = pg.bucket_keys, pg.integer_key_hashes
+
+    def recorded_listing(server, schema, lower, upper, buckets, chosen):
+        if buckets.width:
+            listed.extend(chosen)
+        return bucket_keys(server, schema, lower, upper, buckets, chosen)
+
+    def recorded_hashes(server, keys):
+        hashed.extend(keys)
+        found = key_hashes(server, keys)
+        return found if hashes == "confirmed" else {key: value ^ 1 for key, value in found.items()}
+
+    monkeypatch.setattr(pg, "bucket_keys", recorded_listing)
+    monkeypatch.setattr(pg, "integer_key_hashes", recorded_hashes)
+    result = run(old, new, source_db, target_db, tables=tables, chunk_size=500)
+    assert_equal(old, source_db, new, target_db, tables=tables)
+    items = result["tables"]["public.items"]
+    assert items["compared"] == "changed_rows"
+    assert (items["rows_deleted"], items["rows_inserted"], items["rows_updated"]) == (len(deleted), 1, 0)
+    # The first and last chunks (open at one end) bucket by hash and list; the others name their
+    # lone keys, each bucket listed is listed on both sides.
+    assert 1203 in hashed and len(hashed) >= 8 and set(hashed) <= set(deleted) | {1203}
+    if hashes == "confirmed":
+        assert len(listed) <= 2, listed          # the bucket of 1500 and 1501
+    else:
+        assert len(listed) >= 2 * len(hashed)
+    monkeypatch.undo()
+    assert_no_write_on_rerun(old, new, source_db, target_db, tables=tables, chunk_size=500)
