@@ -117,10 +117,11 @@ def lone_keys(source_sums: Iterable[tuple], target_sums: Iterable[tuple], chosen
     With an integer key, each side's entry is ``(bucket, rows, XOR of key hashes, XOR of keys)``.
     When one side holds exactly one row more, the XOR of the two sides' key XORs is that key if
     it is the only difference: one deleted row here and there, the usual shape of deletes, then
-    costs no listing of its bucket's keys. It holds exactly when the key lies in the bucket and
-    its hash (asked of a server, see ``LoneKey.key_hash``) equals the XOR of the two hash XORs;
-    any other difference would have to produce that 64-bit value by chance. Buckets of other
-    entries (hashed buckets, keys of other types) are not taken.
+    costs no listing of its bucket's keys. It is taken as that when the key lies in the bucket
+    and its hash (asked of a server, see ``LoneKey.key_hash``) equals the XOR of the two hash
+    XORs: any other difference would have to produce that 64-bit value by chance, the odds the
+    key sums themselves rest on. Buckets of other entries (hashed buckets, keys of other types)
+    are not taken.
     """
     entries = [{entry[0]: entry for entry in sums} for sums in (source_sums, target_sums)]
     found: dict[int, LoneKey] = {}
