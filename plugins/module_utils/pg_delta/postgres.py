@@ -326,20 +326,25 @@ def bucket_digests(server: Server, schema: TableSchema, lower: Key | None, upper
     A chunk whose rows changed here and there differs as a whole, but most of its buckets (~8
     rows each) do not; the entries of both sides are compared as sets, so an entry on one side
     only names a bucket to narrow. A bucket's digest is the SHA-256 of its rows' binary forms in
-    key order: one hash per bucket instead of one per row. Should a plan ever feed a bucket's
-    rows in another order, the bucket only looks different and its rows are compared one by one;
-    rows that differ can never look equal. A row larger than LARGE_ROW_BYTES goes in as its own
+    key order (the aggregate orders them itself: a plan that groups by sorting on the bucket does
+    not keep the key order, and verify would then see equal buckets as different): one hash per
+    bucket instead of one per row. A row larger than LARGE_ROW_BYTES goes in as its own
     SHA-256 (each part marked by a first byte, so the parts still read back one way only): eight
     rows of hundreds of megabytes would pass the 1 GB a value may hold. The entries come as rows:
     the client reads them for less than the server would spend joining them into one text.
     """
     where, parameters = where_range(schema, lower, upper)
     bucket, bucket_parameters = bucket_of(schema, buckets)
+    # The order goes into the aggregate itself: a plan that sorts by bucket (a GroupAggregate,
+    # chosen for a table never analyzed) does not keep the rows' order within a bucket, and the
+    # two sides' plans may differ.
+    keys = ", ".join(f"{quote(name)} AS k{index}" for index, name in enumerate(schema.key))
+    key_aliases = ", ".join(f"k{index}" for index in range(len(schema.key)))
     return frozenset((int(b), int(n), bytes(h)) for b, n, h in server.query(
         "SELECT b, count(*) AS n, "
         f"sha256(string_agg(CASE WHEN octet_length(r) > {LARGE_ROW_BYTES} THEN '\\x01'::bytea || sha256(r) "
-        "ELSE '\\x00'::bytea || r END, ''::bytea)) AS h "
-        f"FROM (SELECT {bucket} AS b, {row_bytes(schema)} AS r FROM {quote_table(schema.name)} "
+        f"ELSE '\\x00'::bytea || r END, ''::bytea ORDER BY {key_aliases})) AS h "
+        f"FROM (SELECT {bucket} AS b, {keys}, {row_bytes(schema)} AS r FROM {quote_table(schema.name)} "
         f"WHERE {where} ORDER BY {key_list(schema)} OFFSET 0) AS chunk_rows GROUP BY b",
         bucket_parameters + parameters))
 
