@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import pytest
 from pg_delta_lab import TABLES, assert_equal, churn, connect, seed, side, target_write_count
+from test_postgresql_delta_apply import run
 
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.errors import DeltaError
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta import postgres as pg
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.options import delta_options
-from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.run import run_delta
 
 KEYED = [name for name in TABLES if name != "public.audit_log"]
-
-
-def run(old, new, source_db, target_db, after_chunk=None, **params):
-    return run_delta(delta_options({"source": side(old, source_db), "target": side(new, target_db), **params}),
-                     after_chunk=after_chunk)
 
 
 def analyze(params, database):
