@@ -13,7 +13,10 @@ the shared lab machine slows a round of every tool rather than all reruns of one
   calls can be counted at botocore), with one identity: the target's, granted read on the source
   by the source bucket policy, as a user of the CLI would have to;
 - ``rclone sync`` (Debian's rclone, one remote, server-side copy), same identity, its default
-  comparison (size + modification time); requests counted from ``--dump headers``.
+  comparison (size + modification time); requests counted from ``--dump headers``;
+- ``aws s3 sync, disk``: what a user does when the target identity may not read the source (field
+  report 000), the tool ``stream`` replaces: ``aws s3 sync`` down to a local directory as the
+  source identity, then up as the target's (``stream_vs_awscli_disk``).
 
 Every tool runs with 16 concurrent requests (awscli's max_concurrent_requests, rclone's
 --transfers/--checkers, the core's concurrency) against the same lab endpoint. The core and awscli
@@ -89,6 +92,7 @@ CONCURRENCY = 16
 # taken in rounds (every tool once per round).
 NOOP_RUNS = 5
 LISTING_FLOOR = "listing floor"
+AWSCLI_DISK = "aws s3 sync, disk"
 FULL = [(2000, 64 * 1024, "small"), (200, MIB, "medium"), (4, 96 * MIB, "large")]
 QUICK = [(200, 64 * 1024, "small"), (20, MIB, "medium"), (2, 12 * MIB, "large")]
 
@@ -162,21 +166,35 @@ def credentials_env(account_session) -> dict[str, str]:
             "AWS_SESSION_TOKEN": frozen.token}
 
 
-def run_awscli(target, source_bucket, target_bucket, config_file):
+def awscli_sync(account, origin, destination, config_file):
+    """``aws s3 sync origin destination`` as ``account``, in this process."""
     from awscli.clidriver import create_clidriver
 
     saved = dict(os.environ)
-    os.environ.update(credentials_env(target))
+    os.environ.update(credentials_env(account))
     os.environ["AWS_CONFIG_FILE"] = config_file
     try:
         driver = create_clidriver()
         output = io.StringIO()
         with redirect_stdout(output):
-            status = driver.main(["s3", "sync", f"s3://{source_bucket}", f"s3://{target_bucket}", "--only-show-errors"])
+            status = driver.main(["s3", "sync", origin, destination, "--only-show-errors"])
     finally:
         os.environ.clear()
         os.environ.update(saved)
     assert status == 0, output.getvalue()[-2000:]
+
+
+def run_awscli(target, source_bucket, target_bucket, config_file):
+    awscli_sync(target, f"s3://{source_bucket}", f"s3://{target_bucket}", config_file)
+    return "exit=0"
+
+
+def run_awscli_via_disk(source, target, source_bucket, target_bucket, directory, config_file):
+    """What a user does when the target identity may not read the source (field report 000):
+    ``aws s3 sync`` down to a local directory as the source identity, then up as the target's."""
+    Path(directory).mkdir(exist_ok=True)
+    awscli_sync(source, f"s3://{source_bucket}", directory, config_file)
+    awscli_sync(target, directory, f"s3://{target_bucket}", config_file)
     return "exit=0"
 
 
@@ -268,11 +286,14 @@ def main() -> int:
         "core stream": lambda dst: run_core(source, target, source_bucket, dst, "stream"),
         "aws s3 sync": lambda dst: run_awscli(target, source_bucket, dst, str(config_file)),
         "rclone sync": lambda dst: run_rclone(target, env, source_bucket, dst, work),
+        AWSCLI_DISK: lambda dst: run_awscli_via_disk(source, target, source_bucket, dst,
+                                                     str(Path(work) / "download"), str(config_file)),
     }
     rows = []
     targets = {}
     for name, way in ways.items():
-        target_bucket = f"bench-dst-{name.split()[0]}-{name.split()[-1].replace('_', '-')}-{run_id}"
+        label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        target_bucket = f"bench-dst-{label}-{run_id}"
         target_s3.create_bucket(Bucket=target_bucket)
         targets[name] = target_bucket
         seconds, calls, detail = timed(lambda way=way, target_bucket=target_bucket: way(target_bucket))
@@ -305,7 +326,7 @@ def main() -> int:
         print(f"  {name:18} {'no-op':6} {seconds:8.2f} s  {noop_calls[name]:6} requests  {detail}", flush=True)
 
     if not arguments.no_playbook:
-        target_bucket = f"bench-dst-core-server-side-{run_id}"
+        target_bucket = targets["core server_side"]
         args = {"source": {"role_arn": f"arn:aws:iam::{env['LAB_ACCOUNT_OLD']}:role/bench", "bucket": source_bucket},
                 "target": {"role_arn": f"arn:aws:iam::{env['LAB_ACCOUNT_NEW']}:role/bench", "bucket": target_bucket},
                 "method": "server_side", "concurrency": CONCURRENCY, "part_size": "16MiB"}
@@ -345,6 +366,9 @@ def main() -> int:
         f"listing_floor_s={seconds(LISTING_FLOOR, 'no-op'):.2f}",
         f"noop_ceiling_vs_awscli={seconds('aws s3 sync', 'no-op') / seconds(LISTING_FLOOR, 'no-op'):.2f}x",
         f"stream_vs_rclone={seconds('rclone sync', 'copy') / seconds('core stream', 'copy'):.2f}x",
+        f"awscli_disk_copy_s={seconds(AWSCLI_DISK, 'copy'):.2f}",
+        f"stream_vs_awscli_disk={seconds(AWSCLI_DISK, 'copy') / seconds('core stream', 'copy'):.2f}x",
+        f"stream_noop_vs_awscli_disk={seconds(AWSCLI_DISK, 'no-op') / seconds('core stream', 'no-op'):.2f}x",
     ]
     if not arguments.no_playbook:
         headline.append(f"module_playbook_noop_s={seconds('module (playbook)', 'no-op'):.2f}")

@@ -193,3 +193,33 @@ def test_the_decoder_counts_the_messages_it_was_fed():
     feed(decoder, begin(), relation(1, "public.items", ["id"]), row("I", 1, ("N", ["1"])), commit(0x10))
     feed(decoder, begin(), commit(0x20))
     assert decoder.messages == 6
+
+
+def test_an_open_transaction_hands_out_its_first_touched_keys_before_its_commit():
+    decoder = Decoder({"public.items": ("id",)})
+    messages = [b"B" + struct.pack(">QqI", 0x38, 0, 7), relation(1, "public.items", ["id"]),
+                row("I", 1, ("N", ["1"])), row("U", 1, ("N", ["1"])), row("I", 1, ("N", ["2"])),
+                row("D", 1, ("K", ["3"])), row("U", 1, ("N", ["2"])), commit(0x40)]
+    seen: list = []
+    for item in decoder.feed([("0/0", message) for message in messages], tick=2):
+        opened = decoder.open_transaction
+        seen.append((item, opened.commit_lsn if opened else None, decoder.take_fresh()))
+    # A tick every two messages that commit nothing; each hands out the keys first touched since
+    # the last (a key touched again is not handed out twice); the COMMIT hands out the rest.
+    assert [(item is None, lsn, fresh) for item, lsn, fresh in seen] == [
+        (True, 0x38, []),
+        (True, 0x38, [("public.items", ("1",))]),
+        (True, 0x38, [("public.items", ("2",)), ("public.items", ("3",))]),
+        (False, None, []),
+    ]
+    committed = seen[-1][0]
+    assert list(committed.tables["public.items"].keys) == [("1",), ("2",), ("3",)]
+    assert (committed.commit_lsn, committed.end_lsn) == (0x38, 0x40)
+
+
+def test_without_a_tick_the_decoder_yields_committed_transactions_only():
+    decoder = Decoder({"public.items": ("id",)})
+    transactions = feed(decoder, begin(), relation(1, "public.items", ["id"]),
+                        *[row("I", 1, ("N", [str(n)])) for n in range(5)], commit(0x10))
+    assert [transaction.end_lsn for transaction in transactions] == [0x10]
+    assert decoder.take_fresh() == []

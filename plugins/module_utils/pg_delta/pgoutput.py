@@ -6,9 +6,11 @@ Only keys are taken from the stream, as with MySQL's binary log: rows are re-rea
 source by key when a transaction batch is applied, so applying is idempotent and a value's text
 never depends on this decoder (a value TOAST left unchanged is not even in the stream). Values
 arrive in text form, length-prefixed, so no quoting rules are involved; only the key's columns
-are decoded, the others are skipped by their length. A transaction is handed out only at its
+are decoded, the others are skipped by their length. A transaction is handed out at its
 COMMIT, with the LSN of the commit record's end: a slot advanced to that LSN never sends the
-transaction again.
+transaction again. The server sends a transaction only once it has decoded its commit, so the
+keys of an open one are already committed ones: ``take_fresh`` hands them out as they are
+decoded, for an apply that starts on them before the COMMIT message arrives.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Relation:
 @dataclass
 class Transaction:
     end_lsn: int = 0
+    # The commit record's own LSN, from BEGIN (it precedes end_lsn): known before the changes.
+    commit_lsn: int = 0
     tables: dict[str, TableChanges] = field(default_factory=dict)
 
     def changes(self, table: str) -> TableChanges:
@@ -51,6 +55,7 @@ class Transaction:
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_BEGIN_FIELDS = struct.Struct(">Qq")
 _COMMIT = struct.Struct(">bQQq")
 _TRUNCATE = struct.Struct(">ib")
 _BEGIN, _COMMIT_KIND, _RELATION, _INSERT, _UPDATE, _DELETE, _TRUNCATE_KIND = (ord(kind) for kind in "BCRIUDT")
@@ -112,14 +117,34 @@ class Decoder:
         self.relations: dict[int, Relation] = {}
         self.current: Transaction | None = None
         self.messages = 0               # messages fed so far
+        # (table, key) first touched by the open transaction since take_fresh last ran.
+        self.fresh: list[tuple[str, tuple]] = []
 
-    def feed(self, rows: Iterable[tuple[str, bytes]]) -> Iterator[Transaction]:
+    def feed(self, rows: Iterable[tuple[str, bytes]], tick: int = 0) -> Iterator[Transaction | None]:
+        """Each transaction at its COMMIT; with ``tick``, also None after every ``tick`` messages
+        that committed nothing, so the caller can ``take_fresh`` inside a long transaction."""
         message = self.message
+        since_tick = 0
         for _lsn, data in rows:
             self.messages += 1
             done = message(data if isinstance(data, bytes) else bytes(data))
             if done is not None:
+                since_tick = 0
                 yield done
+            elif tick:
+                since_tick += 1
+                if since_tick >= tick:
+                    since_tick = 0
+                    yield None
+
+    @property
+    def open_transaction(self) -> Transaction | None:
+        return self.current
+
+    def take_fresh(self) -> list[tuple[str, tuple]]:
+        """The ``(table, key)`` pairs the open transaction touched first since the last call."""
+        fresh, self.fresh = self.fresh, []
+        return fresh
 
     def message(self, data: bytes) -> Transaction | None:
         try:
@@ -141,12 +166,17 @@ class Decoder:
             elif relation.whole_table:
                 self._touch(relation, None, None)
         elif kind == _BEGIN:
-            self.current = Transaction()
+            final_lsn, _timestamp = _BEGIN_FIELDS.unpack_from(data, 1)
+            self.current = Transaction(commit_lsn=int(final_lsn))
+            self.fresh = []
         elif kind == _COMMIT_KIND:
-            _flags, _commit_lsn, end_lsn, _timestamp = _COMMIT.unpack_from(data, 1)
+            _flags, commit_lsn, end_lsn, _timestamp = _COMMIT.unpack_from(data, 1)
             done = self.current or Transaction()
             done.end_lsn = int(end_lsn)
+            done.commit_lsn = int(commit_lsn)
             self.current = None
+            # The whole transaction is handed out now; what was not taken fresh comes with it.
+            self.fresh = []
             return done
         elif kind == _RELATION:
             self._read_relation(data)
@@ -224,8 +254,9 @@ class Decoder:
             changes = current.tables[relation.table] = TableChanges()
         if key is None:
             changes.whole_table = True
-        else:
+        elif key not in changes.keys:
             changes.keys[key] = None
+            self.fresh.append((relation.table, key))
         if counter == "updated":
             changes.updated += 1
         elif counter == "inserted":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -953,15 +953,23 @@ def peek_batch(run: Run, source: pg.Server, decoder: Decoder, end: str, limit: i
     fed = decoder.messages
     batch = Transaction()
     reached = 0
-    for transaction in decoder.feed(pg.stream_changes(source, run.options.slot_name, run.options.publication_name,
-                                                      end, limit)):
+    changes = pg.stream_changes(source, run.options.slot_name, run.options.publication_name, end, limit)
+    for transaction in decoder.feed(changes, tick=APPLY_SLICE_KEYS if apply is not None else 0):
+        if transaction is None:
+            # Inside a long transaction: start on the keys decoded so far. One whose commit lies
+            # at or before ``position`` may be a batch applied before a crash; its keys wait for
+            # the COMMIT, where it is skipped.
+            opened = decoder.open_transaction
+            if apply is not None and opened is not None and opened.commit_lsn >= position:
+                apply.take_keys(decoder.take_fresh())
+            continue
         reached = max(reached, transaction.end_lsn)
         # A batch committed on the target before a crash, with the slot not yet advanced, comes
         # again: its position is already stored, so it is skipped, not replayed.
         if transaction.end_lsn <= position:
             continue
         if apply is not None:
-            apply.take(batch, transaction)
+            apply.take(transaction)
         merge(batch, transaction)
     exhausted = decoder.messages - fed < limit
     if exhausted:
@@ -994,19 +1002,21 @@ def count_batch(run: Run, batch: Transaction) -> None:
 class SlotApply:
     """One peek's target transaction, built while the peek is decoded.
 
-    Keys are taken as soon as a decoded transaction first touches them, in slices of
-    APPLY_SLICE_KEYS: the source reads the slice's rows while the target deletes its keys, then
-    the target copies the rows in. Deleting each touched key and copying back the source's row, if
-    it still has one, is the net effect of every event on that key, whatever their order. A row
-    read before the peek ends is as good as one read after: it is read after its change committed,
-    and whatever changed it since is in the slot for the next batch. The target applies the slices
-    in order, so a key met again would only be replaced again; it is taken once, to save the work.
-    The position is stored, and the transaction committed, when the peek has ended.
+    Keys are taken as soon as they are decoded (an open transaction's keys are committed ones, see
+    pgoutput), in slices of APPLY_SLICE_KEYS: the source reads the slice's rows while the target
+    deletes its keys, then the target copies the rows in. Deleting each touched key and copying
+    back the source's row, if it still has one, is the net effect of every event on that key,
+    whatever their order. A row read before the peek ends is as good as one read after: it is read
+    after its change committed, and whatever changed it since is in the slot for the next batch.
+    The target applies the slices in order, so a key met again would only be replaced again; it is
+    taken once, to save the work. The position is stored, and the transaction committed, when the
+    peek has ended.
     """
 
     def __init__(self, pair_ready: Future):
         self.pair_ready = pair_ready
         self.pending: dict[str, list[Key]] = {}
+        self.taken: dict[str, set[Key]] = {}
         self.whole: set[str] = set()
         # The target connection's statements, in order, on their own thread; the source's reads
         # on the pair's pool thread.
@@ -1014,19 +1024,34 @@ class SlotApply:
         self.started: list[Future] = []
         self.committed = False
 
-    def take(self, batch: Transaction, transaction: Transaction) -> None:
-        """Start on the keys ``transaction`` touches that ``batch`` (before it is merged) has not."""
+    def take(self, transaction: Transaction) -> None:
+        """Start on the keys of a committed ``transaction`` not taken yet; a table it truncated
+        (or whose keys it could not name) is reloaded whole at the commit instead."""
         for table, changes in transaction.tables.items():
             if changes.whole_table:
                 self.whole.add(table)
-            if table in self.whole:
-                continue
-            known = batch.tables[table].keys if table in batch.tables else {}
-            pending = self.pending.setdefault(table, [])
-            pending.extend(key for key in changes.keys if key not in known)
-            while len(pending) >= APPLY_SLICE_KEYS:
-                self.start(table, pending[:APPLY_SLICE_KEYS])
-                del pending[:APPLY_SLICE_KEYS]
+            self.take_table_keys(table, changes.keys)
+
+    def take_keys(self, fresh: Iterable[tuple[str, Key]]) -> None:
+        """Start on ``(table, key)`` pairs decoded in an open transaction."""
+        by_table: dict[str, list[Key]] = {}
+        for table, key in fresh:
+            by_table.setdefault(table, []).append(key)
+        for table, keys in by_table.items():
+            self.take_table_keys(table, keys)
+
+    def take_table_keys(self, table: str, keys: Iterable[Key]) -> None:
+        if table in self.whole:
+            return
+        taken = self.taken.setdefault(table, set())
+        pending = self.pending.setdefault(table, [])
+        for key in keys:
+            if key not in taken:
+                taken.add(key)
+                pending.append(key)
+        while len(pending) >= APPLY_SLICE_KEYS:
+            self.start(table, pending[:APPLY_SLICE_KEYS])
+            del pending[:APPLY_SLICE_KEYS]
 
     def start(self, table: str, keys: list[Key]) -> None:
         if not keys or table in self.whole:
@@ -1136,33 +1161,42 @@ def plan_sequence_next(source_next: int | None, target_max: int | None, incremen
 
 
 def fix_sequences(run: Run, tables: list[str], source: pg.Server, target: pg.Server) -> list[dict]:
-    source_map = pg.column_sequences(source, tables)
-    target_map = pg.column_sequences(target, tables)
     report = []
-    for (table, column), sequence in sorted(target_map.items()):
-        source_sequence = source_map.get((table, column))
-        source_state = pg.sequence_state(source, source_sequence) if source_sequence else None
-        current = pg.sequence_state(target, sequence)
-        if current.increment < 0:
-            run.warnings.append(f"sequence {sequence} counts down (increment {current.increment}); left as it is")
-            continue
-        target_max = pg.max_value(target, table, column)
-        wanted = plan_sequence_next(source_state.next_value if source_state else None, target_max, current.increment)
-        if wanted > current.max_value:
-            raise DeltaError(f"sequence {sequence} ({table}.{column}) must continue at {wanted}, past its MAXVALUE "
-                             f"{current.max_value} on the target: ALTER SEQUENCE ... MAXVALUE there and rerun",
-                             side="target", option="fix_sequences")
-        after = current.next_value
-        if current.next_value < wanted:
-            after = wanted
-            if not run.check_mode:
-                pg.set_sequence_next(target, sequence, wanted)
-                run.target_writes += 1
-        target.commit()
-        report.append({"table": table, "column": column, "sequence": sequence,
-                       "source_next": source_state.next_value if source_state else None,
-                       "target_max": target_max, "before": current.next_value, "after": after,
-                       "changed": after != current.next_value})
+    # Each question goes to both servers at once: the run ends with these, after the last write.
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        source_map, target_map = pg.both(source, target, partial(pg.column_sequences, tables=tables),
+                                         partial(pg.column_sequences, tables=tables), beside)
+        for (table, column), sequence in sorted(target_map.items()):
+            source_sequence = source_map.get((table, column))
+
+            def on_source(server: pg.Server, sequence: str | None = source_sequence) -> pg.SequenceState | None:
+                return pg.sequence_state(server, sequence) if sequence else None
+
+            def on_target(server: pg.Server, sequence: str = sequence, table: str = table,
+                          column: str = column) -> tuple[pg.SequenceState, int | None]:
+                return pg.sequence_state(server, sequence), pg.max_value(server, table, column)
+
+            source_state, (current, target_max) = pg.both(source, target, on_source, on_target, beside)
+            if current.increment < 0:
+                run.warnings.append(f"sequence {sequence} counts down (increment {current.increment}); left as it is")
+                continue
+            wanted = plan_sequence_next(source_state.next_value if source_state else None, target_max,
+                                        current.increment)
+            if wanted > current.max_value:
+                raise DeltaError(f"sequence {sequence} ({table}.{column}) must continue at {wanted}, past its MAXVALUE "
+                                 f"{current.max_value} on the target: ALTER SEQUENCE ... MAXVALUE there and rerun",
+                                 side="target", option="fix_sequences")
+            after = current.next_value
+            if current.next_value < wanted:
+                after = wanted
+                if not run.check_mode:
+                    pg.set_sequence_next(target, sequence, wanted)
+                    run.target_writes += 1
+            target.commit()
+            report.append({"table": table, "column": column, "sequence": sequence,
+                           "source_next": source_state.next_value if source_state else None,
+                           "target_max": target_max, "before": current.next_value, "after": after,
+                           "changed": after != current.next_value})
     return report
 
 

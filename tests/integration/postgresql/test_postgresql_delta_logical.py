@@ -213,3 +213,71 @@ def test_changes_committed_without_waiting_for_the_flush_are_inside_the_end_and_
     run(old, new, source_db, target_db)
     assert_same(old, source_db, new, target_db)
     assert ("async 19", "async", None) in rows(new, target_db, "public.texts")
+
+
+def record_starts_and_commits(monkeypatch) -> list[str]:
+    """Events in order: ``start`` when a slice of keys starts on the target, ``commit`` when the
+    decoder reads a COMMIT message."""
+    events: list[str] = []
+    start, message = pg_run.SlotApply.start, pg_run.Decoder.message
+
+    def recording_start(self, table, keys):
+        if keys:
+            events.append("start")
+        return start(self, table, keys)
+
+    def recording_message(self, data):
+        if data[:1] == b"C":
+            events.append("commit")
+        return message(self, data)
+
+    monkeypatch.setattr(pg_run.SlotApply, "start", recording_start)
+    monkeypatch.setattr(pg_run.Decoder, "message", recording_message)
+    return events
+
+
+def test_a_long_transaction_is_applied_while_it_is_still_being_decoded(loaded, monkeypatch):
+    old, new, source_db, target_db = loaded
+    with connect(old, source_db) as connection, connection.transaction():
+        connection.execute("INSERT INTO texts (name, value) SELECT 'long ' || n, 'v1' FROM generate_series(1, 40) n")
+        connection.execute("UPDATE texts SET value = 'v2' WHERE name IN ('long 3', 'a,b')")
+        connection.execute("DELETE FROM texts WHERE name IN ('long 7', 'NULL')")
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", 3)
+    events = record_starts_and_commits(monkeypatch)
+    result = run(old, new, source_db, target_db)
+    # One transaction: its keys went to the target in slices before its COMMIT was decoded.
+    assert events.count("commit") == 1 and events.index("start") < events.index("commit")
+    assert events.count("start") >= 10
+    assert_same(old, source_db, new, target_db)
+    texts = result["tables"]["public.texts"]
+    assert (texts["rows_inserted"], texts["rows_updated"], texts["rows_deleted"]) == (40, 2, 2)
+    before = target_write_count(new, target_db)
+    again = run(old, new, source_db, target_db)
+    assert again["changed"] is False and again["target_writes"] == 0
+    assert target_write_count(new, target_db) == before
+
+
+def test_a_long_transaction_applied_before_a_crash_is_not_taken_again(loaded, monkeypatch):
+    old, new, source_db, target_db = loaded
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO texts (name, value) SELECT 'replayed ' || n, 'v' FROM generate_series(1, 30) n")
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", 3)
+
+    def crash(server, slot, lsn):
+        raise DeltaError(f"injected crash before advancing {slot} to {lsn}")
+
+    advance = pg.advance_slot
+    monkeypatch.setattr(pg, "advance_slot", crash)
+    with pytest.raises(DeltaError, match="injected crash"):
+        run(old, new, source_db, target_db)
+    monkeypatch.setattr(pg, "advance_slot", advance)
+    assert_same(old, source_db, new, target_db)
+    events = record_starts_and_commits(monkeypatch)
+    before = target_write_count(new, target_db)
+    result = run(old, new, source_db, target_db)
+    # The slot hands the transaction out again; its commit lies before the stored position, so
+    # none of its keys is taken while it is decoded, and it is skipped at its COMMIT.
+    assert "start" not in events and events.count("commit") == 1
+    assert result["tables"]["public.texts"]["rows_inserted"] == 0
+    assert result["target_writes"] == 0 and target_write_count(new, target_db) == before
+    assert_same(old, source_db, new, target_db)
