@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from .collection_pauses import older_objects_left_out_of_collection
 from .s3_copy import (
     SOURCE_ETAG_METADATA,
     CopyOptions,
@@ -941,4 +942,5 @@ class BucketCopy:
 def copy_bucket(source_account: Any, target_account: Any, options: CopyOptions, check_mode: bool = False,
                 clock: Callable[[], float] | None = None) -> CopyResult:
     """List both sides, plan, and (unless ``check_mode``) copy, delete extras and verify."""
-    return BucketCopy(source_account, target_account, options, clock=clock).run(check_mode=check_mode)
+    with older_objects_left_out_of_collection():
+        return BucketCopy(source_account, target_account, options, clock=clock).run(check_mode=check_mode)

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+from ..collection_pauses import older_objects_left_out_of_collection
 from ..mysql_delta.buckets import ROWS_PER_BUCKET, Buckets, bucket_rows, differing_buckets
 from ..mysql_delta.checksum import ChunkChecksum, RowChanges, TableCounts, plan_row_changes
 from ..mysql_delta.chunking import FIRST_CHUNK_ROWS, Chunk, Key, next_chunk_size
@@ -190,6 +191,13 @@ class PassProgress:
 
 def run_delta(options: DeltaOptions, check_mode: bool = False,
               after_chunk: Callable[[str, Any], None] | None = None) -> dict:
+    """One run of the module: the delta (or the removal) and its result."""
+    with older_objects_left_out_of_collection():
+        return sync_delta(options, check_mode, after_chunk)
+
+
+def sync_delta(options: DeltaOptions, check_mode: bool,
+               after_chunk: Callable[[str, Any], None] | None) -> dict:
     began = time.monotonic()
     source = pg.Server(options.source)
     try:

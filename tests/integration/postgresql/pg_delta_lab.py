@@ -220,6 +220,17 @@ def target_write_count(params: dict, database: str) -> int:
         return int(row[0])
 
 
+def assert_rerun_writes_nothing(rerun, new: dict, target_db: str) -> dict:
+    """``rerun()`` (a run of the module with nothing left to do) reports no change and writes nothing."""
+    before = target_write_count(new, target_db)
+    again = rerun()
+    assert again["changed"] is False, {k: v for k, v in again.items() if k != "tables"}
+    assert again["target_writes"] == 0
+    assert again["rows_inserted"] == again["rows_updated"] == again["rows_deleted"] == 0
+    assert target_write_count(new, target_db) == before
+    return again
+
+
 def sequence_next(params: dict, database: str, table: str, column: str) -> int:
     with connect(params, database) as connection:
         value, called = connection.execute(f"SELECT last_value, is_called FROM {sequence_name(params, database, table, column)}").fetchone()

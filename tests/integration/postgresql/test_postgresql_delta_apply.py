@@ -10,6 +10,7 @@ import pytest
 from pg_delta_lab import (
     TABLES,
     assert_equal,
+    assert_rerun_writes_nothing,
     churn,
     connect,
     seed,
@@ -17,7 +18,6 @@ from pg_delta_lab import (
     side,
     stop_server,
     table_digest,
-    target_write_count,
     temporary_server,
 )
 
@@ -35,12 +35,7 @@ def run(old, new, source_db, target_db, check_mode=False, after_chunk=None, **pa
 
 
 def assert_no_write_on_rerun(old, new, source_db, target_db, **params):
-    before = target_write_count(new, target_db)
-    again = run(old, new, source_db, target_db, **params)
-    assert again["changed"] is False, {k: v for k, v in again.items() if k != "tables"}
-    assert again["target_writes"] == 0
-    assert again["rows_inserted"] == again["rows_updated"] == again["rows_deleted"] == 0
-    assert target_write_count(new, target_db) == before
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db, **params), new, target_db)
 
 
 def insert_on_new_side_gets_fresh_id(new, target_db, old, source_db):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from pg_delta_lab import connect, side, target_write_count
+from pg_delta_lab import assert_rerun_writes_nothing, connect, side, target_write_count
 
 from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.errors import DeltaError
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta import postgres as pg
@@ -106,10 +106,7 @@ def test_every_kind_of_key_across_several_peeks_each_transaction_once(loaded, mo
     assert (odd["rows_inserted"], odd["rows_updated"], odd["rows_deleted"]) == (1, 3, 1)
     assert texts["chunks_checked"] == 0 and not texts["copied_whole"]
     assert slot_confirmed(old, source_db) >= pg.lsn_number(positions[-1])
-    before = target_write_count(new, target_db)
-    again = run(old, new, source_db, target_db)
-    assert again["changed"] is False and again["target_writes"] == 0
-    assert target_write_count(new, target_db) == before
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db), new, target_db)
 
 
 def test_a_failed_slice_rolls_the_whole_peek_back_and_the_rerun_converges(loaded, monkeypatch):
@@ -145,10 +142,7 @@ def test_a_failed_slice_rolls_the_whole_peek_back_and_the_rerun_converges(loaded
     assert_same(old, source_db, new, target_db)
     texts = result["tables"]["public.texts"]
     assert (texts["rows_inserted"], texts["rows_updated"], texts["rows_deleted"]) == (11, 4, 3)
-    writes = target_write_count(new, target_db)
-    again = run(old, new, source_db, target_db)
-    assert again["changed"] is False and again["target_writes"] == 0
-    assert target_write_count(new, target_db) == writes
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db), new, target_db)
 
 
 def test_crash_between_the_commit_and_the_slot_advance_applies_nothing_twice(loaded, monkeypatch):
@@ -251,10 +245,7 @@ def test_a_long_transaction_is_applied_while_it_is_still_being_decoded(loaded, m
     assert_same(old, source_db, new, target_db)
     texts = result["tables"]["public.texts"]
     assert (texts["rows_inserted"], texts["rows_updated"], texts["rows_deleted"]) == (40, 2, 2)
-    before = target_write_count(new, target_db)
-    again = run(old, new, source_db, target_db)
-    assert again["changed"] is False and again["target_writes"] == 0
-    assert target_write_count(new, target_db) == before
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db), new, target_db)
 
 
 def test_a_long_transaction_applied_before_a_crash_is_not_taken_again(loaded, monkeypatch):
