@@ -1172,8 +1172,8 @@ def fix_sequences(run: Run, tables: list[str], source: pg.Server, target: pg.Ser
     report = []
     # Each question goes to both servers at once: the run ends with these, after the last write.
     with ThreadPoolExecutor(max_workers=1) as beside:
-        source_map, target_map = pg.both(source, target, partial(pg.column_sequences, tables=tables),
-                                         partial(pg.column_sequences, tables=tables), beside)
+        sequences_of_columns = partial(pg.column_sequences, tables=tables)
+        source_map, target_map = pg.both(source, target, sequences_of_columns, sequences_of_columns, beside)
         for (table, column), sequence in sorted(target_map.items()):
             source_sequence = source_map.get((table, column))
 

@@ -56,15 +56,15 @@ class CountingReader:
         self.raw = raw
         self.taken = 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
+    def counted(self, data: bytes) -> bytes:
         self.taken += len(data)
         return data
 
+    def read(self, size: int = -1) -> bytes:
+        return self.counted(self.raw.read(size))
+
     def read1(self, size: int = -1) -> bytes:
-        data = self.raw.read1(size)
-        self.taken += len(data)
-        return data
+        return self.counted(self.raw.read1(size))
 
     def readinto(self, buffer: Any) -> int:
         count = self.raw.readinto(buffer)
@@ -72,9 +72,7 @@ class CountingReader:
         return count
 
     def readline(self, size: int = -1) -> bytes:
-        data = self.raw.readline(size)
-        self.taken += len(data)
-        return data
+        return self.counted(self.raw.readline(size))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
