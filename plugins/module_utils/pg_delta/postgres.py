@@ -76,6 +76,8 @@ class Server:
         self.database = options.database
         self.writes = 0
         self.warnings: list[str] = []
+        # Whether this session's foreign keys and user triggers are off (a write session's, see below).
+        self.triggers_off = False
         try:
             self.connection = psycopg.connect(autocommit=True, **options.connection_arguments())
         except psycopg.Error as exc:
@@ -104,6 +106,7 @@ class Server:
                 # Foreign keys and user triggers off for this session only, as pg_restore
                 # --disable-triggers does: chunks arrive in key order, not in dependency order.
                 self.execute("SET session_replication_role = replica")
+                self.triggers_off = True
             except DeltaError:
                 self.warnings.append(f"{options.side}: cannot SET session_replication_role = replica (needs superuser "
                                      "or rds_superuser); foreign keys are checked per chunk and may fail on tables "

@@ -950,7 +950,7 @@ def stream_slot(run: Run, source: pg.Server, streamed: list[str], stored: dict) 
         finally:
             if pair_ready is not None and pair_ready.exception() is None:
                 # Closed even when the first peek failed; a failed open has nothing to close.
-                pair_ready.result()[0].close()
+                pair_ready.result().close()
     return position
 
 
@@ -988,11 +988,34 @@ def peek_batch(run: Run, source: pg.Server, decoder: Decoder, end: str, limit: i
     return batch, reached, exhausted
 
 
-def open_apply(run: Run, streamed: list[str]) -> tuple[TablePair, dict[str, dict[str, str]]]:
-    """The apply's own connections, and the key columns' types (keys arrive from the slot as text)."""
+@dataclass
+class ApplyConnections:
+    """The apply's own connections, and the key columns' types (keys arrive from the slot as text).
+
+    ``second`` is a second target connection for the slices of tables that can share the work (see
+    :class:`SlotApply`), or None when no streamed table can."""
+    pair: TablePair
+    types: dict[str, dict[str, str]]
+    second: pg.Server | None = None
+
+    def shares_slices(self, schema: TableSchema) -> bool:
+        return self.second is not None and len(schema.unique_keys) <= 1
+
+    def close(self) -> None:
+        if self.second is not None:
+            self.pair.run.target_writes += self.second.writes
+            self.second.close()
+        self.pair.close()
+
+
+def open_apply(run: Run, streamed: list[str]) -> ApplyConnections:
     pair = TablePair(run)
     try:
-        return pair, pg.key_types(pair.source, streamed)
+        connections = ApplyConnections(pair, pg.key_types(pair.source, streamed))
+        # A session whose foreign keys are on could wait for a row the other one holds.
+        if pair.target.triggers_off and any(len(run.schemas[name].unique_keys) <= 1 for name in streamed):
+            connections.second = pg.Server(run.options.target, autocommit=False, role="write")
+        return connections
     except DeltaError:
         pair.close()
         raise
@@ -1016,9 +1039,16 @@ class SlotApply:
     back the source's row, if it still has one, is the net effect of every event on that key,
     whatever their order. A row read before the peek ends is as good as one read after: it is read
     after its change committed, and whatever changed it since is in the slot for the next batch.
-    The target applies the slices in order, so a key met again would only be replaced again; it is
-    taken once, to save the work. The position is stored, and the transaction committed, when the
-    peek has ended.
+    A key met again would only be replaced again; it is taken once, to save the work. The position
+    is stored, and the transaction committed, when the peek has ended.
+
+    The target's deletes and index inserts are the longest part of a delta, so every other slice
+    of a table goes to a second target connection when the two cannot wait on each other: the
+    slices' keys are disjoint, the sessions' foreign keys are off, and the table has no unique key
+    besides its chunking key (a value moving between two rows whose slices are on different
+    connections would make one wait for the other's commit). The second connection commits first,
+    the position after: a crash in between leaves its slices applied without the position, and the
+    rerun replays them, which replacing keys makes harmless.
     """
 
     def __init__(self, pair_ready: Future):
@@ -1026,9 +1056,11 @@ class SlotApply:
         self.pending: dict[str, list[Key]] = {}
         self.taken: dict[str, set[Key]] = {}
         self.whole: set[str] = set()
-        # The target connection's statements, in order, on their own thread; the source's reads
-        # on the pair's pool thread.
+        # Each target connection's statements, in order, on a thread of their own; the source's
+        # reads on the pair's pool thread.
         self.writer = ThreadPoolExecutor(max_workers=1)
+        self.second_writer = ThreadPoolExecutor(max_workers=1)
+        self.shared_slices = 0
         self.started: list[Future] = []
         self.committed = False
 
@@ -1057,28 +1089,66 @@ class SlotApply:
             if key not in taken:
                 taken.add(key)
                 pending.append(key)
+        if self.deletes_first(table):
+            return
         while len(pending) >= APPLY_SLICE_KEYS:
             self.start(table, pending[:APPLY_SLICE_KEYS])
             del pending[:APPLY_SLICE_KEYS]
 
-    def start(self, table: str, keys: list[Key]) -> None:
+    def deletes_first(self, table: str) -> bool:
+        """Whether the table has a unique key besides its chunking key: its keys then wait for the
+        peek's end, and every one of them is deleted before any row is copied in. A value that moved
+        to a row met earlier in the peek would otherwise arrive while the target's row that held it
+        is still there, and fail the same way on every rerun, the keys coming in the same order."""
+        return len(self.pair_ready.result().pair.run.schemas[table].unique_keys) > 1
+
+    def start_deletes_first(self, table: str, keys: list[Key]) -> None:
         if not keys or table in self.whole:
             return
-        pair, types = self.pair_ready.result()
+        connections = self.pair_ready.result()
+        schema = connections.pair.run.schemas[table]
+        slices = [keys[start:start + APPLY_SLICE_KEYS] for start in range(0, len(keys), APPLY_SLICE_KEYS)]
+        for keys_slice in slices:
+            self.started.append(self.writer.submit(pg.delete_slot_keys, connections.pair.target, schema,
+                                                   connections.types[table], keys_slice))
+        for keys_slice in slices:
+            self.start(table, keys_slice, deleted=True)
+
+    def start(self, table: str, keys: list[Key], deleted: bool = False) -> None:
+        """Read the source's rows of ``keys`` and replace them on the target (only copy them in
+        when they are ``deleted`` there already)."""
+        if not keys or table in self.whole:
+            return
+        connections = self.pair_ready.result()
+        pair, types = connections.pair, connections.types[table]
         schema = pair.run.schemas[table]
-        rows = pair.pool.submit(pg.read_slot_rows, pair.source, schema, types[table], keys)
+        rows = pair.pool.submit(pg.read_slot_rows, pair.source, schema, types, keys)
         self.started.append(rows)
-        self.started.append(self.writer.submit(replace_keys, pair.target, schema, types[table], keys, rows))
+        target, writer = pair.target, self.writer
+        if connections.shares_slices(schema):
+            self.shared_slices += 1
+            if self.shared_slices % 2 == 0:
+                target, writer = connections.second, self.second_writer
+        if deleted:
+            self.started.append(writer.submit(copy_slot_rows, target, schema, rows))
+        else:
+            self.started.append(writer.submit(replace_keys, target, schema, types, keys, rows))
 
     def commit(self, batch: Transaction, stored: dict) -> None:
         """Finish the slices, reload whole tables, store the position, commit."""
         for table, keys in self.pending.items():
-            self.start(table, keys)
+            if self.deletes_first(table):
+                self.start_deletes_first(table, keys)
+            else:
+                self.start(table, keys)
         self.pending.clear()
-        pair, _types = self.pair_ready.result()
-        target = pair.target
+        connections = self.pair_ready.result()
+        pair, target = connections.pair, connections.pair.target
         try:
             self.finish_started()
+            if connections.second is not None:
+                # Before a whole table is reloaded: that table's slices on it must be visible.
+                connections.second.commit()
             for table in batch.tables:
                 if table in self.whole:
                     pg.delete_range(target, pair.run.schemas[table], None, None)
@@ -1106,15 +1176,23 @@ class SlotApply:
         try:
             if not self.committed and self.started:
                 wait(self.started)
-                self.pair_ready.result()[0].target.rollback()
+                connections = self.pair_ready.result()
+                connections.pair.target.rollback()
+                if connections.second is not None:
+                    connections.second.rollback()
         finally:
             self.writer.shutdown()
+            self.second_writer.shutdown()
 
 
 def replace_keys(target: pg.Server, schema: TableSchema, types: dict[str, str], keys: list[Key],
                  rows: Future) -> None:
     """Delete ``keys`` on the target, then copy in the source's rows of them being read by ``rows``."""
     pg.delete_slot_keys(target, schema, types, keys)
+    copy_slot_rows(target, schema, rows)
+
+
+def copy_slot_rows(target: pg.Server, schema: TableSchema, rows: Future) -> None:
     pg.write_copy_data(target, schema, rows.result())
 
 

@@ -145,6 +145,90 @@ def test_a_failed_slice_rolls_the_whole_peek_back_and_the_rerun_converges(loaded
     assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db), new, target_db)
 
 
+def with_handles(loaded, count: int) -> list[str]:
+    """The tables with one more, ``handles``, unique in ``handle`` besides its key, of ``count`` rows
+    loaded by a run; the tables such a run names."""
+    old, new, source_db, target_db = loaded
+    for params, database in ((old, source_db), (new, target_db)):
+        with connect(params, database) as connection:
+            connection.execute("CREATE TABLE handles (id int PRIMARY KEY, handle text NOT NULL UNIQUE, seen int)")
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO handles SELECT n, 'h' || n, 0 FROM generate_series(1, %s) AS n", [count])
+    tables = [*TABLES, "public.handles"]
+    run(old, new, source_db, target_db, tables=tables)
+    return tables
+
+
+def record_copy_sessions(monkeypatch, fail_on_second_session: bool = False) -> list[tuple[str, int]]:
+    """``(table, target backend pid)`` of every slice copied; optionally the first slice copied by a
+    second target session fails."""
+    copy_data = pg.write_copy_data
+    sessions: list[tuple[str, int]] = []
+
+    def recording_copy(server, schema, data):
+        sessions.append((schema.name, server.connection.info.backend_pid))
+        if fail_on_second_session and len({pid for _table, pid in sessions}) == 2:
+            raise DeltaError("injected failure in the second target session", side="target")
+        return copy_data(server, schema, data)
+
+    monkeypatch.setattr(pg, "write_copy_data", recording_copy)
+    return sessions
+
+
+def test_slices_share_two_target_sessions_unless_another_unique_key_could_make_them_wait(loaded, monkeypatch):
+    """A table with only its primary key unique has its slices on two target sessions, a failure in
+    the second rolls back both, and a table with another unique key keeps to one session."""
+    old, new, source_db, target_db = loaded
+    tables = with_handles(loaded, 12)
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO texts (name, value) SELECT 'shared ' || n, 'v1' FROM generate_series(1, 12) n")
+        connection.execute("UPDATE texts SET value = 'v2' WHERE name IN ('a,b', 'NULL', 'shared 3')")
+        connection.execute("DELETE FROM texts WHERE name IN ('shared 4', 'quo\"te')")
+        connection.execute("UPDATE handles SET seen = seen + 1, handle = handle || '!' WHERE id % 2 = 0")
+        connection.execute("DELETE FROM handles WHERE id = 5")
+    before = {table: rows(new, target_db, table) for table in tables}
+    confirmed = slot_confirmed(old, source_db)
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", 2)
+
+    record_copy_sessions(monkeypatch, fail_on_second_session=True)
+    with pytest.raises(DeltaError, match="rolled back: injected failure in the second target session"):
+        run(old, new, source_db, target_db, tables=tables)
+    assert {table: rows(new, target_db, table) for table in tables} == before
+    assert slot_confirmed(old, source_db) == confirmed
+
+    sessions = record_copy_sessions(monkeypatch)
+    run(old, new, source_db, target_db, tables=tables)
+    for table in tables:
+        assert repr(rows(old, source_db, table)) == repr(rows(new, target_db, table)), table
+    assert len({pid for table, pid in sessions if table == "public.texts"}) == 2
+    assert len([pid for table, pid in sessions if table == "public.handles"]) >= 3
+    assert len({pid for table, pid in sessions if table == "public.handles"}) == 1
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db, tables=tables), new, target_db)
+
+
+def test_a_unique_value_moving_to_a_row_met_earlier_in_the_peek_is_applied(loaded, monkeypatch):
+    """Row 2 is touched first, then row 1 hands its unique handle to row 2: copied slice by slice,
+    row 2 would arrive with the handle while the target's row 1 still holds it (and fail the same
+    way on every rerun, the keys coming in the same order). Every slice's keys are deleted first."""
+    old, new, source_db, target_db = loaded
+    tables = with_handles(loaded, 6)
+    with connect(old, source_db) as connection:
+        connection.execute("UPDATE handles SET seen = 1 WHERE id IN (2, 3)")
+        with connection.transaction():
+            connection.execute("UPDATE handles SET handle = 'moved away' WHERE id = 1")
+            connection.execute("UPDATE handles SET handle = 'h1' WHERE id = 2")
+        # And one freed by a delete.
+        connection.execute("DELETE FROM handles WHERE id = 6")
+        connection.execute("UPDATE handles SET handle = 'h6', seen = 2 WHERE id = 3")
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", 1)
+    result = run(old, new, source_db, target_db, tables=tables)
+    assert rows(new, target_db, "handles") == rows(old, source_db, "handles")
+    assert ("h1", 2) in [(handle, key) for key, handle, _seen in rows(new, target_db, "handles")]
+    handles = result["tables"]["public.handles"]
+    assert (handles["rows_updated"], handles["rows_deleted"]) == (5, 1)
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db, tables=tables), new, target_db)
+
+
 def test_crash_between_the_commit_and_the_slot_advance_applies_nothing_twice(loaded, monkeypatch):
     old, new, source_db, target_db = loaded
     with connect(old, source_db) as connection:
