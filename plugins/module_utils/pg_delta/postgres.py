@@ -670,6 +670,36 @@ def delete_range(server: Server, schema: TableSchema, lower: Key | None, upper: 
     return server.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    return isinstance(exc.__cause__, psycopg.errors.UniqueViolation)
+
+
+def free_unique_values(source: Server, target: Server, schema: TableSchema, lower: Key | None = None,
+                       upper: Key | None = None, keys: Sequence[Key] | None = None) -> int:
+    """Delete the target's rows holding a value of a unique key other than the chunking key that
+    the source's rows of the range (or ``keys``) carry; rows deleted. Such a row is not one about to
+    be copied (those are deleted already): its value has moved on the source, so it differs there,
+    and its own chunk brings it back."""
+    freed = 0
+    types = key_types(target, [schema.name]).get(schema.name, {})
+    for unique in (names for names in schema.unique_keys if names != schema.key):
+        head = f"SELECT {', '.join(quote(name) + '::text' for name in unique)} FROM {quote_table(schema.name)}"
+        selects = [(f"{head} WHERE {where}", parameters) for where, parameters in [where_range(schema, lower, upper)]] \
+            if keys is None else list(keys_selects(head, schema, keys))
+        held = [row for select, parameters in selects for row in source.query(select, parameters)
+                if None not in row]
+        casts = [f"%s::text[]::{types[name]}[]" for name in unique]
+        for start in range(0, len(held), SLOT_KEY_BATCH):
+            values = [[row[index] for row in held[start:start + SLOT_KEY_BATCH]] for index in range(len(unique))]
+            if len(unique) == 1:
+                where = f"{quote(unique[0])} = ANY({casts[0]})"
+            else:
+                names = ", ".join(quote(name) for name in unique)
+                where = f"({names}) IN (SELECT * FROM unnest({', '.join(casts)}))"
+            freed += target.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", values)
+    return freed
+
+
 # --- secondary indexes of a table being loaded --------------------------------------------------
 
 def deferrable_indexes(server: Server, schema: TableSchema) -> list[tuple[str, str]]:

@@ -634,20 +634,43 @@ def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan,
     try:
         if plan.mode in ("whole", "range"):
             pg.delete_range(target, schema, chunk.lower, chunk.upper)
-            pg.copy_rows(pair.source, target, schema, chunk.lower, chunk.upper)
+            copy_freeing_unique_values(pair, schema, chunk.lower, chunk.upper)
         elif plan.mode == "empty":
-            pg.copy_rows(pair.source, target, schema, chunk.lower, chunk.upper)
+            copy_freeing_unique_values(pair, schema, chunk.lower, chunk.upper)
         else:
             stale = list(plan.changes.updates) + list(plan.changes.deletes)
             if stale:
                 pg.delete_keys(target, schema, stale)
-            pg.copy_rows(pair.source, target, schema, keys=list(plan.changes.upserts))
+            copy_freeing_unique_values(pair, schema, keys=list(plan.changes.upserts))
         write_entries(pair, record(target))
     except DeltaError as exc:
         target.rollback()
         raise DeltaError(f"applying {chunk.describe()} failed on the target and was rolled back: {exc}; fix the "
                          "cause and rerun, the run resumes after the last committed chunk",
                          side="target", chunk=chunk.describe()) from exc
+
+
+def copy_freeing_unique_values(pair: TablePair, schema: TableSchema, lower: Key | None = None,
+                               upper: Key | None = None, keys: list[Key] | None = None) -> None:
+    """Copy the source's rows of the range (or ``keys``) in. A table with another unique key may
+    have a value that moved on the source to a row of this chunk from a row of a later one: the
+    target's row of the later chunk still holds it, and the copy would fail the same way on every
+    rerun. So, on a unique violation, the rows holding the values are deleted (their chunk differs
+    and brings them back) and the copy is made again."""
+    source, target = pair.source, pair.target
+    if len(schema.unique_keys) <= 1:
+        pg.copy_rows(source, target, schema, lower, upper, keys=keys)
+        return
+    target.execute("SAVEPOINT cutover_copy")
+    try:
+        pg.copy_rows(source, target, schema, lower, upper, keys=keys)
+        return
+    except DeltaError as exc:
+        if not pg.is_unique_violation(exc):
+            raise
+    target.execute("ROLLBACK TO SAVEPOINT cutover_copy")
+    pg.free_unique_values(source, target, schema, lower, upper, keys)
+    pg.copy_rows(source, target, schema, lower, upper, keys=keys)
 
 
 def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:

@@ -74,6 +74,44 @@ def test_initial_load_copies_every_type_and_sets_sequences(pg_sides):
     insert_on_new_side_gets_fresh_id(new, target_db, old, source_db)
 
 
+HANDLES = """
+CREATE TYPE region AS ENUM ('eu', 'us');
+CREATE TABLE handles (id int PRIMARY KEY, handle text NOT NULL UNIQUE, code char(3), area region, payload text,
+                      UNIQUE (code, area));
+"""
+
+
+@pytest.mark.parametrize("rewritten", [0, 500], ids=["changed rows", "whole chunks"])
+def test_checksum_applies_a_unique_value_moved_to_a_row_of_an_earlier_chunk(pg_sides, rewritten):
+    """Values of two other unique keys (one of them composite, with an enum) move from rows near the
+    end of the table to rows of earlier chunks: the target's later row still holds each value when
+    the earlier chunk is copied, by key or (with its rows rewritten) whole."""
+    old, new, source_db, target_db = pg_sides
+    for params, database in ((old, source_db), (new, target_db)):
+        with connect(params, database) as connection:
+            connection.execute(HANDLES)
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO handles SELECT n, 'h' || n, lpad((n % 1000)::text, 3, '0'), "
+                           "(CASE WHEN n <= 1000 THEN 'eu' ELSE 'us' END)::region, 'v1' "
+                           "FROM generate_series(1, 2000) AS n")
+    run(old, new, source_db, target_db, tables=["public.handles"], chunk_size=100)
+    with connect(old, source_db) as connection:
+        with connection.transaction():
+            connection.execute("UPDATE handles SET handle = 'moved away' WHERE id = 1990")
+            connection.execute("UPDATE handles SET handle = 'h1990' WHERE id = 5")
+            connection.execute("UPDATE handles SET code = NULL WHERE id = 1500")
+            connection.execute("UPDATE handles SET code = '500', area = 'us' WHERE id = 40")
+        connection.execute("DELETE FROM handles WHERE id = 1800")
+        connection.execute("UPDATE handles SET handle = 'h1800' WHERE id = 60")
+        connection.execute("UPDATE handles SET payload = 'v2' WHERE id <= %s", [rewritten])
+    run(old, new, source_db, target_db, tables=["public.handles"], chunk_size=100)
+    with connect(old, source_db) as source, connect(new, target_db) as target:
+        expected = source.execute("SELECT * FROM handles ORDER BY id").fetchall()
+        assert target.execute("SELECT * FROM handles ORDER BY id").fetchall() == expected
+    assert (5, "h1990") in [(row[0], row[1]) for row in expected]
+    assert_no_write_on_rerun(old, new, source_db, target_db, tables=["public.handles"], chunk_size=100)
+
+
 def test_checksum_delta_moves_only_the_churn_and_a_rerun_writes_nothing(pg_sides):
     old, new, source_db, target_db = pg_sides
     seed(old, source_db)
