@@ -290,7 +290,13 @@ def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress:
             sql.delete_all(target, schema)
         elif plan.changes.deletes:
             sql.delete_keys(target, schema, plan.changes.deletes)
-        sql.insert_rows(target, schema, plan.rows, upsert=not plan.into_empty)
+        if len(schema.unique_keys) > 1:
+            # A value of another unique key can move on the source to a row of this chunk from a
+            # row of a later one, which the target still has: REPLACE deletes that row (its own
+            # chunk differs and brings it back), where an upsert or INSERT fails on every rerun.
+            sql.insert_rows(target, schema, plan.rows, verb="REPLACE")
+        else:
+            sql.insert_rows(target, schema, plan.rows, upsert=not plan.into_empty)
         if previous is not None:
             try:
                 previous.result()

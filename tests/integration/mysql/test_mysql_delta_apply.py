@@ -71,6 +71,33 @@ def test_checksum_delta_after_churn_converges_and_a_new_row_gets_a_new_id(mysql_
     assert new_id > source_max + 1 - 1 and new_id >= items["auto_increment"]
 
 
+@pytest.mark.parametrize("rewritten", [0, 300], ids=["changed rows", "whole chunks"])
+def test_checksum_applies_a_unique_value_moved_to_a_row_of_an_earlier_chunk(mysql_sides, rewritten):
+    """Values of another unique key move from rows near the end of the table to rows of earlier
+    chunks (an update, and a row inserted with a value freed by a delete): the target's later row
+    still holds each value when the earlier chunk is written."""
+    old, new, source_db, target_db = mysql_sides
+    for params, database in ((old, source_db), (new, target_db)):
+        execute(params, database, "CREATE TABLE handles (id int PRIMARY KEY, handle varchar(40) NOT NULL UNIQUE, "
+                                  "payload varchar(40))")
+    execute(old, source_db, "INSERT INTO handles SELECT seq, CONCAT('h', seq), 'v1' FROM seq_1_to_1000")
+    delta(old, new, source_db, target_db, tables=["handles"], chunk_size=100)
+    execute(old, source_db, "UPDATE handles SET handle = 'moved away' WHERE id = 990",
+            "UPDATE handles SET handle = 'h990' WHERE id = 5",
+            "DELETE FROM handles WHERE id = 980",
+            "DELETE FROM handles WHERE id = 60",
+            "INSERT INTO handles VALUES (60, 'h980', 'again')",
+            f"UPDATE handles SET payload = 'v2' WHERE id <= {rewritten}")
+    delta(old, new, source_db, target_db, tables=["handles"], chunk_size=100)
+    expected = query(old, source_db, "SELECT * FROM handles ORDER BY id")
+    assert query(new, target_db, "SELECT * FROM handles ORDER BY id") == expected
+    assert (5, "h990") in [(row[0], row[1]) for row in expected]
+    before = binlog_end(new)
+    again = delta(old, new, source_db, target_db, tables=["handles"], chunk_size=100)
+    assert again["changed"] is False and again["target_writes"] == 0
+    assert binlog_events_for(new, target_db, before) == 0
+
+
 def test_second_run_changes_nothing_and_writes_nothing(mysql_sides):
     old, new, source_db, target_db = mysql_sides
     fill(old, source_db)
