@@ -26,7 +26,7 @@ from ..collection_pauses import older_objects_left_out_of_collection
 from ..mysql_delta.buckets import ROWS_PER_BUCKET, Buckets, bucket_rows, differing_buckets
 from ..mysql_delta.checksum import ChunkChecksum, RowChanges, TableCounts, plan_row_changes
 from ..mysql_delta.chunking import FIRST_CHUNK_ROWS, Chunk, Key, next_chunk_size
-from ..mysql_delta.errors import DeltaError, InvalidOptions, SchemaDrift
+from ..mysql_delta.errors import ConnectionFailed, DeltaError, InvalidOptions, SchemaDrift
 from ..mysql_delta.schema import TableSchema, check_schemas
 from ..mysql_delta.state import decode_key, dumps, encode_key, loads
 from ..mysql_delta.tables import DeltaRun, for_each_table, verify_tables
@@ -1037,7 +1037,12 @@ def open_apply(run: Run, streamed: list[str]) -> ApplyConnections:
         connections = ApplyConnections(pair, pg.key_types(pair.source, streamed))
         # A session whose foreign keys are on could wait for a row the other one holds.
         if pair.target.triggers_off and any(len(run.schemas[name].unique_keys) <= 1 for name in streamed):
-            connections.second = pg.Server(run.options.target, autocommit=False, role="write")
+            try:
+                connections.second = pg.Server(run.options.target, autocommit=False, role="write")
+            except ConnectionFailed as exc:
+                # A target at its connection limit still gets the delta, on one session.
+                run.warnings.append(f"target: no second session for applying slot changes ({exc}); they are "
+                                    "applied on one")
         return connections
     except DeltaError:
         pair.close()

@@ -8,7 +8,7 @@ import os
 import pytest
 from pg_delta_lab import assert_rerun_writes_nothing, connect, side, target_write_count
 
-from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.errors import DeltaError
+from ansible_collections.cutover.migration.plugins.module_utils.mysql_delta.errors import ConnectionFailed, DeltaError
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta import postgres as pg
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta import run as pg_run
 from ansible_collections.cutover.migration.plugins.module_utils.pg_delta.options import delta_options
@@ -204,6 +204,38 @@ def test_slices_share_two_target_sessions_unless_another_unique_key_could_make_t
     assert len([pid for table, pid in sessions if table == "public.handles"]) >= 3
     assert len({pid for table, pid in sessions if table == "public.handles"}) == 1
     assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db, tables=tables), new, target_db)
+
+
+def test_without_a_second_target_session_the_slices_go_to_one_with_a_warning(loaded, monkeypatch):
+    """The target refuses the apply's second session (as one at its connection limit would): every
+    slice is applied on the one session, and the run says so."""
+    old, new, source_db, target_db = loaded
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO texts (name, value) SELECT 'one ' || n, 'v1' FROM generate_series(1, 8) n")
+        connection.execute("UPDATE texts SET value = 'v2' WHERE name IN ('a,b', 'NULL', 'one 3')")
+    refuse = []
+    key_types, server = pg.key_types, pg.Server
+
+    def types_then_refuse(*args, **kwargs):
+        found = key_types(*args, **kwargs)
+        refuse.append(True)     # open_apply asks for the key types just before the second session
+        return found
+
+    class RefusingServer(server):
+        def __init__(self, options, autocommit=True, role="read"):
+            if refuse and role == "write":
+                refuse.clear()
+                raise ConnectionFailed("FATAL: too many connections for role", side="target")
+            super().__init__(options, autocommit=autocommit, role=role)
+
+    monkeypatch.setattr(pg, "key_types", types_then_refuse)
+    monkeypatch.setattr(pg, "Server", RefusingServer)
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", 2)
+    sessions = record_copy_sessions(monkeypatch)
+    result = run(old, new, source_db, target_db)
+    assert_same(old, source_db, new, target_db)
+    assert len(sessions) >= 3 and len({pid for _table, pid in sessions}) == 1
+    assert any("no second session" in warning and "too many connections" in warning for warning in result["warnings"])
 
 
 def test_a_unique_value_moving_to_a_row_met_earlier_in_the_peek_is_applied(loaded, monkeypatch):
