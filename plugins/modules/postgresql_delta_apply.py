@@ -28,7 +28,9 @@ description:
   - The slot holds WAL on the source until it is dropped - by a run with I(freeze_source=read_only) that verified the
     target equal (the final pass), or by I(state=absent). A slot left behind is reported in RV(warnings).
   - Every chunk (or slot batch) is one target transaction, with C(session_replication_role=replica) in that session
-    (foreign keys and user triggers off, as C(pg_restore --disable-triggers)). Generated columns are never written.
+    (foreign keys and user triggers off, as C(pg_restore --disable-triggers)). A slot batch of a table with no other
+    unique key has every other slice of its rows on a second target session, which commits just before the one
+    that stores the position (a crash in between makes the next run apply those rows again, which is harmless). Generated columns are never written.
     Partitioned tables are copied through their root. Tables without a key are copied whole (RV(keyless_tables)).
   - Schema drift (a table or column missing on the target, a different type, different enum labels) fails before
     anything is written.
