@@ -292,8 +292,9 @@ def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress:
             sql.delete_keys(target, schema, plan.changes.deletes)
         if len(schema.unique_keys) > 1:
             # A value of another unique key can move on the source to a row of this chunk from a
-            # row of a later one, which the target still has: REPLACE deletes that row (its own
-            # chunk differs and brings it back), where an upsert or INSERT fails on every rerun.
+            # row of a later one, which the target still has: REPLACE deletes that row (it differs
+            # from the source, so its chunk brings it back, in this pass or the next), where an
+            # upsert or INSERT fails on every rerun.
             sql.insert_rows(target, schema, plan.rows, verb="REPLACE")
         else:
             sql.insert_rows(target, schema, plan.rows, upsert=not plan.into_empty)

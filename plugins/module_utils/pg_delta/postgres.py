@@ -679,7 +679,7 @@ def free_unique_values(source: Server, target: Server, schema: TableSchema, lowe
     """Delete the target's rows holding a value of a unique key other than the chunking key that
     the source's rows of the range (or ``keys``) carry; rows deleted. Such a row is not one about to
     be copied (those are deleted already): its value has moved on the source, so it differs there,
-    and its own chunk brings it back."""
+    and its own chunk brings it back (see run.copy_freeing_unique_values)."""
     freed = 0
     types = key_types(target, [schema.name]).get(schema.name, {})
     for unique in (names for names in schema.unique_keys if names != schema.key):

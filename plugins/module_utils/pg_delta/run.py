@@ -655,8 +655,10 @@ def copy_freeing_unique_values(pair: TablePair, schema: TableSchema, lower: Key 
     """Copy the source's rows of the range (or ``keys``) in. A table with another unique key may
     have a value that moved on the source to a row of this chunk from a row of a later one: the
     target's row of the later chunk still holds it, and the copy would fail the same way on every
-    rerun. So, on a unique violation, the rows holding the values are deleted (their chunk differs
-    and brings them back) and the copy is made again."""
+    rerun. So, on a unique violation, the rows holding the values are deleted and the copy is made
+    again. Such a row differs from the source (the value left it there), so its chunk brings it
+    back: later in this pass, or, if the source changed it after its chunk was compared, in the
+    next one (which a verify in between reports as a difference)."""
     source, target = pair.source, pair.target
     if len(schema.unique_keys) <= 1:
         pg.copy_rows(source, target, schema, lower, upper, keys=keys)
