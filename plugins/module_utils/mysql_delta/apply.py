@@ -290,7 +290,7 @@ def apply_chunk(pair: TablePair, schema: TableSchema, plan: ChunkPlan, progress:
             sql.delete_all(target, schema)
         elif plan.changes.deletes:
             sql.delete_keys(target, schema, plan.changes.deletes)
-        if len(schema.unique_keys) > 1:
+        if schema.other_unique_keys:
             # A value of another unique key can move on the source to a row of this chunk from a
             # row of a later one, which the target still has: REPLACE deletes that row (it differs
             # from the source, so its chunk brings it back, in this pass or the next), where an

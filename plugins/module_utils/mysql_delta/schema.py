@@ -37,6 +37,12 @@ class TableSchema:
         return not self.key
 
     @property
+    def other_unique_keys(self) -> tuple[tuple[str, ...], ...]:
+        """Unique keys besides the chunking key: a value of one can move between rows of different
+        chunks or slices, which the target must let through (and writers must not split)."""
+        return tuple(names for names in self.unique_keys if names != self.key)
+
+    @property
     def written_columns(self) -> tuple[Column, ...]:
         """Columns a copy writes: generated columns are computed by the target itself."""
         return tuple(c for c in self.columns if not c.generated)

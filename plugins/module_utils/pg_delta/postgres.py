@@ -574,8 +574,8 @@ def count_rows(server: Server, schema: TableSchema) -> int:
 # --- writes (target) ------------------------------------------------------------------------
 
 def _source_selects(schema: TableSchema, lower: Key | None, upper: Key | None,
-                    keys: Sequence[Key] | None) -> Iterable[tuple[str, list]]:
-    head = f"SELECT {column_list(schema)} FROM {quote_table(schema.name)}"
+                    keys: Sequence[Key] | None, columns: str | None = None) -> Iterable[tuple[str, list]]:
+    head = f"SELECT {columns or column_list(schema)} FROM {quote_table(schema.name)}"
     if keys is None:
         where, parameters = where_range(schema, lower, upper)
         yield f"{head} WHERE {where}", parameters
@@ -682,21 +682,13 @@ def free_unique_values(source: Server, target: Server, schema: TableSchema, lowe
     and its own chunk brings it back (see run.copy_freeing_unique_values)."""
     freed = 0
     types = key_types(target, [schema.name]).get(schema.name, {})
-    for unique in (names for names in schema.unique_keys if names != schema.key):
-        head = f"SELECT {', '.join(quote(name) + '::text' for name in unique)} FROM {quote_table(schema.name)}"
-        selects = [(f"{head} WHERE {where}", parameters) for where, parameters in [where_range(schema, lower, upper)]] \
-            if keys is None else list(keys_selects(head, schema, keys))
-        held = [row for select, parameters in selects for row in source.query(select, parameters)
-                if None not in row]
-        casts = [f"%s::text[]::{types[name]}[]" for name in unique]
+    for unique in schema.other_unique_keys:
+        text = ", ".join(f"{quote(name)}::text" for name in unique)
+        held = [row for select, parameters in _source_selects(schema, lower, upper, keys, text)
+                for row in source.query(select, parameters) if None not in row]
         for start in range(0, len(held), SLOT_KEY_BATCH):
-            values = [[row[index] for row in held[start:start + SLOT_KEY_BATCH]] for index in range(len(unique))]
-            if len(unique) == 1:
-                where = f"{quote(unique[0])} = ANY({casts[0]})"
-            else:
-                names = ", ".join(quote(name) for name in unique)
-                where = f"({names}) IN (SELECT * FROM unnest({', '.join(casts)}))"
-            freed += target.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", values)
+            where, parameters = values_in(unique, types, held[start:start + SLOT_KEY_BATCH])
+            freed += target.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
     return freed
 
 
@@ -1028,11 +1020,17 @@ def keys_in(schema: TableSchema, types: dict[str, str], keys: Sequence[Key]) -> 
     """WHERE text selecting exactly ``keys`` given as text (the slot's values), with one array
     parameter per key column cast to the column's type: an index scan, and no statement text
     that grows with the number of keys."""
-    arrays = [f"%s::text[]::{types[name]}[]" for name in schema.key]
-    values = [[None if key[index] is None else str(key[index]) for key in keys] for index in range(len(schema.key))]
-    if len(schema.key) == 1:
-        return f"{quote(schema.key[0])} = ANY({arrays[0]})", values
-    columns = key_list(schema)
+    return values_in(schema.key, types, keys)
+
+
+def values_in(names: Sequence[str], types: dict[str, str], rows: Sequence[Sequence]) -> tuple[str, list]:
+    """WHERE text selecting the rows whose columns ``names`` hold one of ``rows`` (values as text),
+    one array parameter per column cast to its type."""
+    arrays = [f"%s::text[]::{types[name]}[]" for name in names]
+    values = [[None if row[index] is None else str(row[index]) for row in rows] for index in range(len(names))]
+    if len(names) == 1:
+        return f"{quote(names[0])} = ANY({arrays[0]})", values
+    columns = ", ".join(quote(name) for name in names)
     return f"({columns}) IN (SELECT * FROM unnest({', '.join(arrays)}) AS slot_keys({columns}))", values
 
 

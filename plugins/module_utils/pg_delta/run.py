@@ -659,20 +659,20 @@ def copy_freeing_unique_values(pair: TablePair, schema: TableSchema, lower: Key 
     again. Such a row differs from the source (the value left it there), so its chunk brings it
     back: later in this pass, or, if the source changed it after its chunk was compared, in the
     next one (which a verify in between reports as a difference)."""
-    source, target = pair.source, pair.target
-    if len(schema.unique_keys) <= 1:
-        pg.copy_rows(source, target, schema, lower, upper, keys=keys)
+    copy = partial(pg.copy_rows, pair.source, pair.target, schema, lower, upper, keys=keys)
+    if not schema.other_unique_keys:
+        copy()
         return
-    target.execute("SAVEPOINT cutover_copy")
+    pair.target.execute("SAVEPOINT cutover_copy")
     try:
-        pg.copy_rows(source, target, schema, lower, upper, keys=keys)
+        copy()
         return
     except DeltaError as exc:
         if not pg.is_unique_violation(exc):
             raise
-    target.execute("ROLLBACK TO SAVEPOINT cutover_copy")
-    pg.free_unique_values(source, target, schema, lower, upper, keys)
-    pg.copy_rows(source, target, schema, lower, upper, keys=keys)
+    pair.target.execute("ROLLBACK TO SAVEPOINT cutover_copy")
+    pg.free_unique_values(pair.source, pair.target, schema, lower, upper, keys)
+    copy()
 
 
 def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:
@@ -1024,7 +1024,7 @@ class ApplyConnections:
     second: pg.Server | None = None
 
     def shares_slices(self, schema: TableSchema) -> bool:
-        return self.second is not None and len(schema.unique_keys) <= 1
+        return self.second is not None and not schema.other_unique_keys
 
     def close(self) -> None:
         if self.second is not None:
@@ -1038,7 +1038,7 @@ def open_apply(run: Run, streamed: list[str]) -> ApplyConnections:
     try:
         connections = ApplyConnections(pair, pg.key_types(pair.source, streamed))
         # A session whose foreign keys are on could wait for a row the other one holds.
-        if pair.target.triggers_off and any(len(run.schemas[name].unique_keys) <= 1 for name in streamed):
+        if pair.target.triggers_off and any(not run.schemas[name].other_unique_keys for name in streamed):
             try:
                 connections.second = pg.Server(run.options.target, autocommit=False, role="write")
             except ConnectionFailed as exc:
@@ -1130,7 +1130,7 @@ class SlotApply:
         peek's end, and every one of them is deleted before any row is copied in. A value that moved
         to a row met earlier in the peek would otherwise arrive while the target's row that held it
         is still there, and fail the same way on every rerun, the keys coming in the same order."""
-        return len(self.pair_ready.result().pair.run.schemas[table].unique_keys) > 1
+        return bool(self.pair_ready.result().pair.run.schemas[table].other_unique_keys)
 
     def start_deletes_first(self, table: str, keys: list[Key]) -> None:
         if not keys or table in self.whole:
