@@ -97,7 +97,8 @@ class Server:
         settings.append("SET jit = off")
         if role == "write":
             # Each chunk commits with its progress row, so a commit lost in a target crash is
-            # redone by the next run from the progress it finds; waiting for every flush is not needed.
+            # redone by the next run from the progress it finds; waiting for every flush is not
+            # needed. A slot batch is the exception (commit_durably).
             settings.append("SET synchronous_commit = off")
         # One round trip: a run opens a few connections per table.
         self.execute("; ".join(settings))
@@ -149,6 +150,11 @@ class Server:
             self.connection.commit()
         except psycopg.Error as exc:
             raise DeltaError(f"{self.side} server could not commit: {str(exc).strip()}", side=self.side) from exc
+
+    def commit_durably(self) -> None:
+        """Commit and wait for the commit to be flushed, whatever the session's synchronous_commit."""
+        self.execute("SET LOCAL synchronous_commit = on")
+        self.commit()
 
     def rollback(self) -> None:
         # The connection may already be gone; the server then rolls back by itself.
@@ -1072,6 +1078,24 @@ def write_copy_data(server: Server, schema: TableSchema, data: Sequence[bytes]) 
     except psycopg.Error as exc:
         raise DeltaError(f"copying rows of {schema.name} failed: {str(exc).strip()}", side="target",
                          table=schema.name) from exc
+
+
+def connect_both(source: SideOptions, target: SideOptions, pool: ThreadPoolExecutor) -> tuple[Server, Server]:
+    """A source (autocommit reads) and a target write connection, opened at the same moment: each
+    is a TCP (and TLS) handshake and a SCRAM exchange, a few milliseconds of waiting. The source's
+    failure is the one reported when both fail, as when they were opened one after the other."""
+    opening = pool.submit(Server, target, autocommit=False, role="write")
+    try:
+        first = Server(source)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            opening.result().close()
+        raise
+    try:
+        return first, opening.result()
+    except BaseException:
+        first.close()
+        raise
 
 
 def both(first: Server, second: Server, on_first: Any, on_second: Any, pool: ThreadPoolExecutor) -> tuple:

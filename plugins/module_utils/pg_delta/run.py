@@ -199,12 +199,8 @@ def run_delta(options: DeltaOptions, check_mode: bool = False,
 def sync_delta(options: DeltaOptions, check_mode: bool,
                after_chunk: Callable[[str, Any], None] | None) -> dict:
     began = time.monotonic()
-    source = pg.Server(options.source)
-    try:
-        target = pg.Server(options.target, autocommit=False, role="write")
-    except DeltaError:
-        source.close()
-        raise
+    with ThreadPoolExecutor(max_workers=1) as opener:
+        source, target = pg.connect_both(options.source, options.target, opener)
     try:
         if options.state == "absent":
             return remove(options, source, target, check_mode, began)
@@ -226,6 +222,9 @@ def sync_delta(options: DeltaOptions, check_mode: bool,
         if not check_mode and not pg.state_table_exists(target, options.state_schema, options.state_name):
             pg.create_state_table(target, options.state_schema, options.state_name)
             run.target_writes += 2
+        # Which columns own which sequences, asked now: after a slot's decoding the source session
+        # reads its catalogs again (the decoding's catalog snapshots invalidated its caches).
+        owned = fix_sequences_columns(source, target, tables) if options.fix_sequences else None
         target.commit()
 
         slot: dict[str, Any] | None = None
@@ -235,8 +234,8 @@ def sync_delta(options: DeltaOptions, check_mode: bool,
             slot = sync_logical(run, tables, source, target, frozen)
 
         sequences: list[dict] = []
-        if options.fix_sequences:
-            sequences = fix_sequences(run, tables, source, target)
+        if owned is not None:
+            sequences = fix_sequences(run, owned, source, target)
 
         verified = None
         if options.verify and not check_mode:
@@ -313,8 +312,9 @@ def validate(options: DeltaOptions, source: pg.Server, target: pg.Server) -> tup
     if not tables:
         raise InvalidOptions(f"no table to copy: source database {options.source.database} has none left after "
                              "schemas/tables/exclude_tables", side="source", option="tables")
-    schemas = pg.read_schemas(source, tables)
-    targets = pg.read_schemas(target, tables)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        schema_reader = partial(pg.read_schemas, tables=tables)
+        schemas, targets = pg.both(source, target, schema_reader, schema_reader, beside)
     try:
         check_schemas([schemas[name] for name in tables], targets)
     except SchemaDrift as exc:
@@ -361,9 +361,12 @@ class TablePair:
 
     def __init__(self, run: Run):
         self.run = run
-        self.source = pg.Server(run.options.source)
-        self.target = pg.Server(run.options.target, autocommit=False, role="write")
         self.pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            self.source, self.target = pg.connect_both(run.options.source, run.options.target, self.pool)
+        except BaseException:
+            self.pool.shutdown()
+            raise
 
     def both(self, on_source: Callable[[pg.Server], Any], on_target: Callable[[pg.Server], Any]) -> tuple:
         answers = pg.both(self.source, self.target, on_source, on_target, self.pool)
@@ -675,10 +678,13 @@ def copy_freeing_unique_values(pair: TablePair, schema: TableSchema, lower: Key 
     copy()
 
 
-def write_entries(pair: TablePair, entries: list[tuple[str, str, str]]) -> None:
+def write_entries(pair: TablePair, entries: list[tuple[str, str, str]], durably: bool = False) -> None:
     for table, item, value in entries:
         pg.write_state(pair.target, pair.run.options.state_schema, pair.run.options.state_name, table, item, value)
-    pair.target.commit()
+    if durably:
+        pair.target.commit_durably()
+    else:
+        pair.target.commit()
 
 
 def load_empty(run: Run, schema: TableSchema, progress: PassProgress) -> TableCounts:
@@ -1183,7 +1189,10 @@ class SlotApply:
                 if table in self.whole:
                     pg.delete_range(target, pair.run.schemas[table], None, None)
                     pg.copy_rows(pair.source, target, pair.run.schemas[table])
-            write_entries(pair, [(ALL_TABLES, ITEM_LOGICAL, dumps(stored))])
+            # The slot is advanced past this batch next: a commit a target crash could still lose
+            # (write sessions commit asynchronously) would lose changes the slot no longer holds.
+            # The flush also covers the second session's commit, which comes earlier in the WAL.
+            write_entries(pair, [(ALL_TABLES, ITEM_LOGICAL, dumps(stored))], durably=True)
         except DeltaError as exc:
             target.rollback()
             raise DeltaError(f"applying slot changes up to {stored['position']} failed and the target was rolled back: "
@@ -1276,12 +1285,22 @@ def plan_sequence_next(source_next: int | None, target_max: int | None, incremen
     return max(candidates)
 
 
-def fix_sequences(run: Run, tables: list[str], source: pg.Server, target: pg.Server) -> list[dict]:
+def fix_sequences_columns(source: pg.Server, target: pg.Server, tables: list[str]
+                          ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+    """Both sides' ``{(table, column): sequence}`` of the copied tables."""
+    sequences_of_columns = partial(pg.column_sequences, tables=tables)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        return pg.both(source, target, sequences_of_columns, sequences_of_columns, beside)
+
+
+def fix_sequences(run: Run, owned: tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]],
+                  source: pg.Server, target: pg.Server) -> list[dict]:
+    """Every target sequence in ``owned`` (see fix_sequences_columns) set past the source's and the
+    target's values."""
     report = []
+    source_map, target_map = owned
     # Each question goes to both servers at once: the run ends with these, after the last write.
     with ThreadPoolExecutor(max_workers=1) as beside:
-        sequences_of_columns = partial(pg.column_sequences, tables=tables)
-        source_map, target_map = pg.both(source, target, sequences_of_columns, sequences_of_columns, beside)
         for (table, column), sequence in sorted(target_map.items()):
             source_sequence = source_map.get((table, column))
 

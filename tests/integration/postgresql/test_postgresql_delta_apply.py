@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -303,6 +304,27 @@ def test_unknown_table_and_bad_slot_name_fail_naming_the_option(pg_sides):
     with pytest.raises(DeltaError, match="cannot connect to the source") as raised:
         run(dict(old, password="wrong"), new, source_db, target_db)
     assert raised.value.details["option"] == "host"
+    # Both sides are opened at the same moment: the source's failure is still the one named when
+    # both fail, and the side that did connect is not left connected.
+    with pytest.raises(DeltaError, match="cannot connect to the source"):
+        run(dict(old, password="wrong"), dict(new, password="wrong"), source_db, target_db)
+    with pytest.raises(DeltaError, match="cannot connect to the target") as raised:
+        run(old, dict(new, password="wrong"), source_db, target_db)
+    assert raised.value.details == {"side": "target", "option": "host"}
+    assert others_connected(old, source_db) == 0
+
+
+def others_connected(params, database: str) -> int:
+    """Sessions on ``database`` other than this one, once those closing have ended (a backend
+    leaves pg_stat_activity a moment after its client closed)."""
+    with connect(params, database) as connection:
+        for _attempt in range(50):
+            count = connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                       "AND pid <> pg_backend_pid()", [database]).fetchone()[0]
+            if count == 0:
+                break
+            time.sleep(0.05)
+    return count
 
 
 def test_logical_needs_wal_level_logical_on_the_source(pg_lab):

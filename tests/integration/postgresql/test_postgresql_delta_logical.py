@@ -145,6 +145,45 @@ def test_a_failed_slice_rolls_the_whole_peek_back_and_the_rerun_converges(loaded
     assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db), new, target_db)
 
 
+def test_the_slot_is_advanced_only_past_a_batch_flushed_on_the_target(loaded, monkeypatch):
+    """Write sessions commit with synchronous_commit=off, so a target crash can lose their last
+    commits; the batch whose position the slot is then advanced past must be on disk. The spy
+    asks each target write session for its setting just before it commits, on the real server."""
+    old, new, source_db, target_db = loaded
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO texts (name, value) SELECT 'flushed ' || n, 'v1' FROM generate_series(1, 7) n")
+        connection.execute("UPDATE odd_keys SET value = 'flushed' WHERE code = 'ab'")
+    events: list[tuple[str, str]] = []
+    commit, advance = pg.Server.commit, pg.advance_slot
+
+    def recording_commit(server):
+        if server.connection.info.dbname == target_db and not server.connection.autocommit:
+            events.append(("commit", server.setting("synchronous_commit")))
+        commit(server)
+
+    def recording_advance(server, slot, lsn):
+        events.append(("advance", lsn))
+        advance(server, slot, lsn)
+
+    monkeypatch.setattr(pg.Server, "commit", recording_commit)
+    monkeypatch.setattr(pg, "advance_slot", recording_advance)
+    monkeypatch.setattr(pg_run, "PEEK_CHANGES", 4)
+    run(old, new, source_db, target_db)
+    assert_same(old, source_db, new, target_db)
+    advances = [index for index, (kind, _value) in enumerate(events) if kind == "advance"]
+    assert len(advances) >= 2, events
+    batches = 0
+    for index in advances:
+        commits = [value for kind, value in events[:index] if kind == "commit"]
+        last_advance = max([earlier for earlier in advances if earlier < index], default=-1)
+        if any(kind == "commit" for kind, _value in events[last_advance + 1:index]):
+            batches += 1
+            assert commits[-1] == "on", events
+    assert batches >= 2, events
+    # Only those commits wait for the flush, not the run's other commits.
+    assert "off" in [value for kind, value in events if kind == "commit"], events
+
+
 def with_handles(loaded, count: int) -> list[str]:
     """The tables with one more, ``handles``, unique in ``handle`` besides its key, of ``count`` rows
     loaded by a run; the tables such a run names."""
