@@ -666,15 +666,22 @@ def copy_freeing_unique_values(pair: TablePair, schema: TableSchema, lower: Key 
     if not schema.other_unique_keys:
         copy()
         return
-    pair.target.execute("SAVEPOINT cutover_copy")
+    copy_again_once_freed(pair.target, copy, partial(pg.free_unique_values, pair.source, pair.target, schema,
+                                                     lower, upper, keys))
+
+
+def copy_again_once_freed(target: pg.Server, copy: Callable[[], Any], free: Callable[[], Any]) -> None:
+    """``copy()`` inside a savepoint; on a unique violation, roll back to it, ``free()`` the values
+    and copy again."""
+    target.execute("SAVEPOINT cutover_copy")
     try:
         copy()
         return
     except DeltaError as exc:
         if not pg.is_unique_violation(exc):
             raise
-    pair.target.execute("ROLLBACK TO SAVEPOINT cutover_copy")
-    pg.free_unique_values(pair.source, pair.target, schema, lower, upper, keys)
+    target.execute("ROLLBACK TO SAVEPOINT cutover_copy")
+    free()
     copy()
 
 
@@ -1166,7 +1173,7 @@ class SlotApply:
             if self.shared_slices % 2 == 0:
                 target, writer = connections.second, self.second_writer
         if deleted:
-            self.started.append(writer.submit(copy_slot_rows, target, schema, rows))
+            self.started.append(writer.submit(copy_slot_rows_freeing_unique_values, pair, schema, keys, rows))
         else:
             self.started.append(writer.submit(replace_keys, target, schema, types, keys, rows))
 
@@ -1233,6 +1240,23 @@ def replace_keys(target: pg.Server, schema: TableSchema, types: dict[str, str], 
 
 def copy_slot_rows(target: pg.Server, schema: TableSchema, rows: Future) -> None:
     pg.write_copy_data(target, schema, rows.result())
+
+
+def copy_slot_rows_freeing_unique_values(pair: TablePair, schema: TableSchema, keys: list[Key], rows: Future) -> None:
+    """Copy in the rows of ``keys`` of a table with another unique key, their keys deleted already
+    (SlotApply.start_deletes_first). A row is read "now": the source may have moved a value to it
+    from a row whose own change came after the peek's end, so the target's row still holds it. On
+    a unique violation the target rows holding the incoming values are deleted, as
+    copy_freeing_unique_values does, and the copy is made again. Their change is in the slot past
+    this batch's position, so the next run brings them back."""
+    target = pair.target
+
+    def free() -> None:
+        # The values are read on the pair's pool thread, which the source connection belongs to;
+        # this writer thread waits, so the target connection is used by one thread at a time.
+        pair.pool.submit(pg.free_unique_values, pair.source, target, schema, None, None, keys).result()
+
+    copy_again_once_freed(target, partial(copy_slot_rows, target, schema, rows), free)
 
 
 def finish_logical(run: Run, source: pg.Server, target: pg.Server, report: dict[str, Any]) -> None:

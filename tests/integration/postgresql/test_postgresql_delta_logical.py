@@ -300,6 +300,40 @@ def test_a_unique_value_moving_to_a_row_met_earlier_in_the_peek_is_applied(loade
     assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db, tables=tables), new, target_db)
 
 
+def test_a_unique_value_taken_from_a_row_changed_after_the_peek_end_is_freed(loaded, monkeypatch):
+    """Row 2 is in the batch. After the run has read where the slot ends, the source moves row 4's
+    handle to row 2: row 2 is re-read with it while the target's row 4, whose change is past the
+    end, still holds it. That row is deleted on the target to free the value, and the next run
+    brings it back from the slot."""
+    old, new, source_db, target_db = loaded
+    tables = with_handles(loaded, 6)
+    with connect(old, source_db) as connection:
+        connection.execute("UPDATE handles SET seen = 1 WHERE id = 2")
+    read_rows = pg.read_slot_rows
+    moved: list[str] = []
+
+    def move_then_read(server, schema, types, keys):
+        if schema.name == "public.handles" and not moved:
+            moved.append(schema.name)
+            with connect(old, source_db) as connection, connection.transaction():
+                connection.execute("UPDATE handles SET handle = 'h4 moved' WHERE id = 4")
+                connection.execute("UPDATE handles SET handle = 'h4' WHERE id = 2")
+        return read_rows(server, schema, types, keys)
+
+    monkeypatch.setattr(pg, "read_slot_rows", move_then_read)
+    # Not verified: the source has changed past the end, so row 4 differs until the next run.
+    run(old, new, source_db, target_db, tables=tables, verify=False)
+    assert moved
+    handles = {key: handle for key, handle, _seen in rows(new, target_db, "handles")}
+    assert handles[2] == "h4" and 4 not in handles
+    assert handles == {key: handle for key, handle, _seen in rows(old, source_db, "handles") if key != 4}
+    monkeypatch.undo()
+    run(old, new, source_db, target_db, tables=tables)
+    assert rows(new, target_db, "handles") == rows(old, source_db, "handles")
+    assert_same(old, source_db, new, target_db)
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db, tables=tables), new, target_db)
+
+
 def test_crash_between_the_commit_and_the_slot_advance_applies_nothing_twice(loaded, monkeypatch):
     old, new, source_db, target_db = loaded
     with connect(old, source_db) as connection:
