@@ -199,12 +199,17 @@ def run_delta(options: DeltaOptions, check_mode: bool = False,
 def sync_delta(options: DeltaOptions, check_mode: bool,
                after_chunk: Callable[[str, Any], None] | None) -> dict:
     began = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1) as opener:
-        source, target = pg.connect_both(options.source, options.target, opener)
+    # Asks the target its half of each question put to both main connections at once.
+    beside = ThreadPoolExecutor(max_workers=1)
+    try:
+        source, target = pg.connect_both(options.source, options.target, beside)
+    except BaseException:
+        beside.shutdown()
+        raise
     try:
         if options.state == "absent":
             return remove(options, source, target, check_mode, began)
-        tables, schemas = validate(options, source, target)
+        tables, schemas = validate(options, source, target, beside)
         state = pg.read_state(target, options.state_schema, options.state_name)
         target.commit()
         run = Run(options=options, check_mode=check_mode, schemas=schemas, state=state, after_chunk=after_chunk)
@@ -224,7 +229,7 @@ def sync_delta(options: DeltaOptions, check_mode: bool,
             run.target_writes += 2
         # Which columns own which sequences, asked now: after a slot's decoding the source session
         # reads its catalogs again (the decoding's catalog snapshots invalidated its caches).
-        owned = fix_sequences_columns(source, target, tables) if options.fix_sequences else None
+        owned = fix_sequences_columns(source, target, tables, beside) if options.fix_sequences else None
         target.commit()
 
         slot: dict[str, Any] | None = None
@@ -235,7 +240,7 @@ def sync_delta(options: DeltaOptions, check_mode: bool,
 
         sequences: list[dict] = []
         if owned is not None:
-            sequences = fix_sequences(run, owned, source, target)
+            sequences = fix_sequences(run, owned, source, target, beside)
 
         verified = None
         if options.verify and not check_mode:
@@ -251,6 +256,7 @@ def sync_delta(options: DeltaOptions, check_mode: bool,
     finally:
         source.close()
         target.close()
+        beside.shutdown()
 
     changed = run.target_writes > 0 or bool(freeze) or any(c.rows_changed for c in run.counts.values())
     if slot is not None and (slot.get("created") or slot.get("dropped")):
@@ -291,7 +297,8 @@ def _iso(seconds: float) -> str:
 
 # --- validation: everything that can be wrong is found before the first write ---------------
 
-def validate(options: DeltaOptions, source: pg.Server, target: pg.Server) -> tuple[list[str], dict[str, TableSchema]]:
+def validate(options: DeltaOptions, source: pg.Server, target: pg.Server, beside: ThreadPoolExecutor
+             ) -> tuple[list[str], dict[str, TableSchema]]:
     missing = pg.missing_schemas(source, options.schemas)
     if missing:
         raise InvalidOptions(f"schemas: {', '.join(missing)} not found in source database {options.source.database}; "
@@ -312,9 +319,8 @@ def validate(options: DeltaOptions, source: pg.Server, target: pg.Server) -> tup
     if not tables:
         raise InvalidOptions(f"no table to copy: source database {options.source.database} has none left after "
                              "schemas/tables/exclude_tables", side="source", option="tables")
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        schema_reader = partial(pg.read_schemas, tables=tables)
-        schemas, targets = pg.both(source, target, schema_reader, schema_reader, beside)
+    schema_reader = partial(pg.read_schemas, tables=tables)
+    schemas, targets = pg.both(source, target, schema_reader, schema_reader, beside)
     try:
         check_schemas([schemas[name] for name in tables], targets)
     except SchemaDrift as exc:
@@ -1309,53 +1315,51 @@ def plan_sequence_next(source_next: int | None, target_max: int | None, incremen
     return max(candidates)
 
 
-def fix_sequences_columns(source: pg.Server, target: pg.Server, tables: list[str]
+def fix_sequences_columns(source: pg.Server, target: pg.Server, tables: list[str], beside: ThreadPoolExecutor
                           ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
     """Both sides' ``{(table, column): sequence}`` of the copied tables."""
     sequences_of_columns = partial(pg.column_sequences, tables=tables)
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        return pg.both(source, target, sequences_of_columns, sequences_of_columns, beside)
+    return pg.both(source, target, sequences_of_columns, sequences_of_columns, beside)
 
 
 def fix_sequences(run: Run, owned: tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]],
-                  source: pg.Server, target: pg.Server) -> list[dict]:
+                  source: pg.Server, target: pg.Server, beside: ThreadPoolExecutor) -> list[dict]:
     """Every target sequence in ``owned`` (see fix_sequences_columns) set past the source's and the
     target's values."""
     report = []
     source_map, target_map = owned
     # Each question goes to both servers at once: the run ends with these, after the last write.
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        for (table, column), sequence in sorted(target_map.items()):
-            source_sequence = source_map.get((table, column))
+    for (table, column), sequence in sorted(target_map.items()):
+        source_sequence = source_map.get((table, column))
 
-            def on_source(server: pg.Server, sequence: str | None = source_sequence) -> pg.SequenceState | None:
-                return pg.sequence_state(server, sequence) if sequence else None
+        def on_source(server: pg.Server, sequence: str | None = source_sequence) -> pg.SequenceState | None:
+            return pg.sequence_state(server, sequence) if sequence else None
 
-            def on_target(server: pg.Server, sequence: str = sequence, table: str = table,
-                          column: str = column) -> tuple[pg.SequenceState, int | None]:
-                return pg.sequence_state(server, sequence), pg.max_value(server, table, column)
+        def on_target(server: pg.Server, sequence: str = sequence, table: str = table,
+                      column: str = column) -> tuple[pg.SequenceState, int | None]:
+            return pg.sequence_state(server, sequence), pg.max_value(server, table, column)
 
-            source_state, (current, target_max) = pg.both(source, target, on_source, on_target, beside)
-            if current.increment < 0:
-                run.warnings.append(f"sequence {sequence} counts down (increment {current.increment}); left as it is")
-                continue
-            wanted = plan_sequence_next(source_state.next_value if source_state else None, target_max,
-                                        current.increment)
-            if wanted > current.max_value:
-                raise DeltaError(f"sequence {sequence} ({table}.{column}) must continue at {wanted}, past its MAXVALUE "
-                                 f"{current.max_value} on the target: ALTER SEQUENCE ... MAXVALUE there and rerun",
-                                 side="target", option="fix_sequences")
-            after = current.next_value
-            if current.next_value < wanted:
-                after = wanted
-                if not run.check_mode:
-                    pg.set_sequence_next(target, sequence, wanted)
-                    run.target_writes += 1
-            target.commit()
-            report.append({"table": table, "column": column, "sequence": sequence,
-                           "source_next": source_state.next_value if source_state else None,
-                           "target_max": target_max, "before": current.next_value, "after": after,
-                           "changed": after != current.next_value})
+        source_state, (current, target_max) = pg.both(source, target, on_source, on_target, beside)
+        if current.increment < 0:
+            run.warnings.append(f"sequence {sequence} counts down (increment {current.increment}); left as it is")
+            continue
+        wanted = plan_sequence_next(source_state.next_value if source_state else None, target_max,
+                                    current.increment)
+        if wanted > current.max_value:
+            raise DeltaError(f"sequence {sequence} ({table}.{column}) must continue at {wanted}, past its MAXVALUE "
+                             f"{current.max_value} on the target: ALTER SEQUENCE ... MAXVALUE there and rerun",
+                             side="target", option="fix_sequences")
+        after = current.next_value
+        if current.next_value < wanted:
+            after = wanted
+            if not run.check_mode:
+                pg.set_sequence_next(target, sequence, wanted)
+                run.target_writes += 1
+        target.commit()
+        report.append({"table": table, "column": column, "sequence": sequence,
+                       "source_next": source_state.next_value if source_state else None,
+                       "target_max": target_max, "before": current.next_value, "after": after,
+                       "changed": after != current.next_value})
     return report
 
 
