@@ -182,6 +182,8 @@ def test_the_slot_is_advanced_only_past_a_batch_flushed_on_the_target(loaded, mo
     assert batches >= 2, events
     # Only those commits wait for the flush, not the run's other commits.
     assert "off" in [value for kind, value in events if kind == "commit"], events
+    monkeypatch.undo()
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db), new, target_db)
 
 
 def with_handles(loaded, count: int) -> list[str]:
