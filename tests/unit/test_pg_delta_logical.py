@@ -138,7 +138,7 @@ def test_slot_keys_are_one_typed_array_per_key_column():
     single = TableSchema(name="public.items", columns=(Column("id", "int8", "bigint", nullable=False),),
                          key=("id",), key_kind="primary")
     where, parameters = pg.keys_in(single, {"id": "bigint"}, [("1",), ("22",)])
-    assert where == '"id" = ANY(%s::text[]::bigint[])' and parameters == [["1", "22"]]
+    assert where == '"id" = ANY(%s::text[]::bigint[])' and parameters == ['{"1","22"}']
     composite = TableSchema(name="public.m", columns=(Column("code", "bpchar", "character(4)", nullable=False),
                                                       Column("member", "int4", "integer", nullable=False)),
                             key=("code", "member"), key_kind="primary")
@@ -146,7 +146,15 @@ def test_slot_keys_are_one_typed_array_per_key_column():
                                    [("ab  ", "1"), ('a,"b', "2")])
     assert where == ('("code", "member") IN (SELECT * FROM unnest(%s::text[]::character(4)[], '
                      '%s::text[]::integer[]) AS slot_keys("code", "member"))')
-    assert parameters == [["ab  ", 'a,"b'], ["1", "2"]]
+    assert parameters == ['{"ab  ","a,\\"b"}', '{"1","2"}']
+
+
+def test_a_text_array_literal_quotes_every_element_and_escapes_quotes_and_backslashes():
+    assert pg.text_array(["1", "22"]) == '{"1","22"}'
+    assert pg.text_array(['q"', "b\\s", "", "NULL", " {,} "]) == '{"q\\"","b\\\\s","","NULL"," {,} "}'
+    assert pg.text_array([]) == "{}"
+    # A NULL cannot be written quoted: such a list is left to psycopg's adaptation.
+    assert pg.text_array(["1", None]) == ["1", None]
 
 
 class FakeSource:
@@ -185,7 +193,7 @@ def test_an_unflushed_end_is_flushed_by_a_synchronous_commit_not_waited_for():
     assert pg.current_lsn(flushed_already) == "0/2000" and flushed_already.executed == []
     behind = FakeSource("0/2000", ["0/1000"], flushes_on_commit=True)
     assert pg.current_lsn(behind, wait_s=0) == "0/2000"
-    assert behind.executed == ["BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT"]
+    assert behind.executed == [pg.FLUSH_WAL_SQL]
 
 
 def test_the_decoder_counts_the_messages_it_was_fed():
