@@ -1326,40 +1326,49 @@ def fix_sequences(run: Run, owned: tuple[dict[tuple[str, str], str], dict[tuple[
                   source: pg.Server, target: pg.Server, beside: ThreadPoolExecutor) -> list[dict]:
     """Every target sequence in ``owned`` (see fix_sequences_columns) set past the source's and the
     target's values."""
-    report = []
     source_map, target_map = owned
-    # Each question goes to both servers at once: the run ends with these, after the last write.
-    for (table, column), sequence in sorted(target_map.items()):
-        source_sequence = source_map.get((table, column))
+    columns = sorted(target_map.items())
+    source_sequences = sorted({source_map[column] for column, _sequence in columns if column in source_map})
 
-        def on_source(server: pg.Server, sequence: str | None = source_sequence) -> pg.SequenceState | None:
-            return pg.sequence_state(server, sequence) if sequence else None
+    def on_target(server: pg.Server) -> tuple[dict[str, pg.SequenceState], dict[tuple[str, str], int | None]]:
+        return (pg.sequence_states(server, [sequence for _column, sequence in columns]),
+                pg.max_values(server, [column for column, _sequence in columns]))
 
-        def on_target(server: pg.Server, sequence: str = sequence, table: str = table,
-                      column: str = column) -> tuple[pg.SequenceState, int | None]:
-            return pg.sequence_state(server, sequence), pg.max_value(server, table, column)
-
-        source_state, (current, target_max) = pg.both(source, target, on_source, on_target, beside)
+    # A few statements for all of them, on both servers at once: the run ends with these.
+    source_states, (target_states, target_maxes) = pg.both(
+        source, target, partial(pg.sequence_states, sequences=source_sequences), on_target, beside)
+    planned: list[tuple[str, str, str, int | None, int | None]] = []
+    wanted: dict[str, int] = {}
+    past_maximum: list[str] = []
+    for (table, column), sequence in columns:
+        current = target_states[sequence]
         if current.increment < 0:
             run.warnings.append(f"sequence {sequence} counts down (increment {current.increment}); left as it is")
             continue
-        wanted = plan_sequence_next(source_state.next_value if source_state else None, target_max,
-                                    current.increment)
-        if wanted > current.max_value:
-            raise DeltaError(f"sequence {sequence} ({table}.{column}) must continue at {wanted}, past its MAXVALUE "
-                             f"{current.max_value} on the target: ALTER SEQUENCE ... MAXVALUE there and rerun",
-                             side="target", option="fix_sequences")
-        after = current.next_value
-        if current.next_value < wanted:
-            after = wanted
-            if not run.check_mode:
-                pg.set_sequence_next(target, sequence, wanted)
-                run.target_writes += 1
-        target.commit()
-        report.append({"table": table, "column": column, "sequence": sequence,
-                       "source_next": source_state.next_value if source_state else None,
-                       "target_max": target_max, "before": current.next_value, "after": after,
-                       "changed": after != current.next_value})
+        source_state = source_states.get(source_map.get((table, column), ""))
+        source_next = source_state.next_value if source_state else None
+        target_max = target_maxes[(table, column)]
+        next_value = plan_sequence_next(source_next, target_max, current.increment)
+        if next_value > current.max_value:
+            past_maximum.append(f"sequence {sequence} ({table}.{column}) must continue at {next_value}, past its "
+                                f"MAXVALUE {current.max_value} on the target")
+        # A sequence feeding several columns goes past all of them.
+        wanted[sequence] = max(wanted.get(sequence, next_value), next_value)
+        planned.append((table, column, sequence, source_next, target_max))
+    if past_maximum:
+        raise DeltaError("; ".join(past_maximum) + ": ALTER SEQUENCE ... MAXVALUE there and rerun; no sequence "
+                         "was changed", side="target", option="fix_sequences")
+    moves = {sequence: value for sequence, value in wanted.items() if target_states[sequence].next_value < value}
+    if moves and not run.check_mode:
+        pg.set_sequences_next(target, moves)
+        run.target_writes += len(moves)
+    target.commit()
+    report = []
+    for table, column, sequence, source_next, target_max in planned:
+        before = target_states[sequence].next_value
+        after = moves.get(sequence, before)
+        report.append({"table": table, "column": column, "sequence": sequence, "source_next": source_next,
+                       "target_max": target_max, "before": before, "after": after, "changed": after != before})
     return report
 
 
