@@ -31,10 +31,20 @@ class TableSchema:
     key: tuple[str, ...] = ()          # the chunking key: primary key, else a non-null unique key
     key_kind: str = "none"             # primary | unique | none
     unique_keys: tuple[tuple[str, ...], ...] = ()
+    # Names of uniqueness that is no column list (PostgreSQL: unique indexes on an expression or
+    # with a predicate, exclusion constraints): no key, but values moving between rows collide there.
+    other_constraints: tuple[str, ...] = ()
 
     @property
     def keyless(self) -> bool:
         return not self.key
+
+    @property
+    def values_can_collide(self) -> bool:
+        """Whether a value moving between rows can collide on the target beyond the chunking key
+        (another unique key, or other_constraints): such rows must not be split between writers
+        that wait for each other, and an earlier row may have to wait for a later one's delete."""
+        return bool(self.other_unique_keys or self.other_constraints)
 
     @property
     def other_unique_keys(self) -> tuple[tuple[str, ...], ...]:

@@ -205,16 +205,22 @@ SELECT n.nspname || '.' || c.relname, a.attname, t.typname, format_type(a.atttyp
  ORDER BY 1, a.attnum
 """
 
+# Unique indexes and exclusion constraints' indexes. A plain one (unique, on columns, without a
+# predicate) is a key; the others (an expression, a predicate, an exclusion) are only named:
+# values moving between rows collide in them too, but no column list selects their holders.
 _KEYS_SQL = """
 SELECT n.nspname || '.' || c.relname, i.indexrelid, i.indisprimary,
-       array_agg(a.attname ORDER BY k.ordinality), bool_or(a.attnotnull IS NOT TRUE)
+       array_agg(a.attname ORDER BY k.ordinality), bool_or(a.attnotnull IS NOT TRUE),
+       i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL, ci.relname
   FROM pg_index i
   JOIN pg_class c ON c.oid = i.indrelid
+  JOIN pg_class ci ON ci.oid = i.indexrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ordinality)
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
- WHERE n.nspname || '.' || c.relname = ANY(%s) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
- GROUP BY 1, 2, 3
+  LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE n.nspname || '.' || c.relname = ANY(%s)
+   AND (i.indisunique OR EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid AND x.contype = 'x'))
+ GROUP BY 1, 2, 3, 6, 7
 """
 
 
@@ -235,8 +241,12 @@ def read_schemas(server: Server, tables: Sequence[str]) -> dict[str, TableSchema
             name=name, data_type=type_name, column_type=column_type, nullable=bool(nullable),
             generated=bool(generated), auto_increment=bool(identity), binary=type_name == "bytea"))
     keys: dict[str, list[tuple[bool, tuple[str, ...]]]] = {}
-    for table, _index, primary, names, _nullable in server.query(_KEYS_SQL, [list(tables)]):
-        keys.setdefault(table, []).append((bool(primary), tuple(names)))
+    others: dict[str, list[str]] = {}
+    for table, _index, primary, names, _nullable, plain, index_name in server.query(_KEYS_SQL, [list(tables)]):
+        if plain:
+            keys.setdefault(table, []).append((bool(primary), tuple(names)))
+        else:
+            others.setdefault(table, []).append(str(index_name))
     schemas = {}
     for table, table_columns in columns.items():
         found = keys.get(table, [])
@@ -244,7 +254,8 @@ def read_schemas(server: Server, tables: Sequence[str]) -> dict[str, TableSchema
         unique = sorted({names for is_primary, names in found if not is_primary})
         key, kind = choose_key(primary, unique, {c.name: c.nullable for c in table_columns})
         schemas[table] = TableSchema(name=table, columns=tuple(table_columns), key=key, key_kind=kind,
-                                     unique_keys=tuple(sorted({names for _p, names in found})))
+                                     unique_keys=tuple(sorted({names for _p, names in found})),
+                                     other_constraints=tuple(sorted(others.get(table, []))))
     return schemas
 
 

@@ -1043,7 +1043,7 @@ class ApplyConnections:
     second: pg.Server | None = None
 
     def shares_slices(self, schema: TableSchema) -> bool:
-        return self.second is not None and not schema.other_unique_keys
+        return self.second is not None and not schema.values_can_collide
 
     def close(self) -> None:
         if self.second is not None:
@@ -1057,7 +1057,7 @@ def open_apply(run: Run, streamed: list[str]) -> ApplyConnections:
     try:
         connections = ApplyConnections(pair, pg.key_types(pair.source, streamed))
         # A session whose foreign keys are on could wait for a row the other one holds.
-        if pair.target.triggers_off and any(not run.schemas[name].other_unique_keys for name in streamed):
+        if pair.target.triggers_off and any(not run.schemas[name].values_can_collide for name in streamed):
             try:
                 connections.second = pg.Server(run.options.target, autocommit=False, role="write")
             except ConnectionFailed as exc:
@@ -1093,9 +1093,11 @@ class SlotApply:
 
     The target's deletes and index inserts are the longest part of a delta, so every other slice
     of a table goes to a second target connection when the two cannot wait on each other: the
-    slices' keys are disjoint, the sessions' foreign keys are off, and the table has no unique key
-    besides its chunking key (a value moving between two rows whose slices are on different
-    connections would make one wait for the other's commit). The second connection commits first,
+    slices' keys are disjoint, the sessions' foreign keys are off, and the table has no uniqueness
+    besides its chunking key: no other unique key, unique index on an expression or with a
+    predicate, or exclusion constraint (a value moving between two rows whose slices are on
+    different connections would make one wait for the other's commit, which comes only after every
+    slice: a wait for ever). The second connection commits first,
     the position after: a crash in between leaves its slices applied without the position, and the
     rerun replays them, which replacing keys makes harmless.
     """
@@ -1145,11 +1147,12 @@ class SlotApply:
             del pending[:APPLY_SLICE_KEYS]
 
     def deletes_first(self, table: str) -> bool:
-        """Whether the table has a unique key besides its chunking key: its keys then wait for the
+        """Whether the table has uniqueness besides its chunking key (another unique key, a unique
+        index on an expression or with a predicate, an exclusion constraint): its keys then wait for the
         peek's end, and every one of them is deleted before any row is copied in. A value that moved
         to a row met earlier in the peek would otherwise arrive while the target's row that held it
         is still there, and fail the same way on every rerun, the keys coming in the same order."""
-        return bool(self.pair_ready.result().pair.run.schemas[table].other_unique_keys)
+        return self.pair_ready.result().pair.run.schemas[table].values_can_collide
 
     def start_deletes_first(self, table: str, keys: list[Key]) -> None:
         if not keys or table in self.whole:

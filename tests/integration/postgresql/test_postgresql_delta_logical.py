@@ -4,6 +4,7 @@ peeks, a crash between the target's commit and the slot's advance, and the slot 
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 from pg_delta_lab import assert_rerun_writes_nothing, connect, side, target_write_count
@@ -482,3 +483,65 @@ def test_a_long_transaction_applied_before_a_crash_is_not_taken_again(loaded, mo
     assert result["tables"]["public.texts"]["rows_inserted"] == 0
     assert result["target_writes"] == 0 and target_write_count(new, target_db) == before
     assert_same(old, source_db, new, target_db)
+
+
+# Uniqueness that names no plain column list: a unique index on an expression, one with a
+# predicate, an exclusion constraint. A value moving between rows collides in them just the same.
+UNIQUE_BEYOND_KEYS = {
+    "expression": "CREATE UNIQUE INDEX tags_lower ON tags (lower(tag))",
+    "partial": "CREATE UNIQUE INDEX tags_live ON tags (tag) WHERE live",
+    "exclusion": "ALTER TABLE tags ADD CONSTRAINT tags_exclusive EXCLUDE USING btree (tag WITH =)",
+}
+
+
+def run_or_hang(old, new, source_db, target_db, timeout_s: float = 60.0, **kwargs):
+    """run(), failing the test (and ending the target's sessions) if it has not ended in time: two
+    target sessions waiting on each other through this process would wait for ever."""
+    outcome: dict = {}
+
+    def runner():
+        try:
+            outcome["result"] = run(old, new, source_db, target_db, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=runner, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        with connect(new, "postgres") as connection:
+            connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                               "AND pid <> pg_backend_pid()", [target_db])
+        thread.join(30)
+        pytest.fail(f"the run hung for {timeout_s} s (target sessions waiting on each other)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+@pytest.mark.parametrize("constraint", sorted(UNIQUE_BEYOND_KEYS))
+def test_values_moving_between_rows_under_uniqueness_beyond_plain_keys(loaded, monkeypatch, constraint):
+    """Within one source transaction a tag moves from row 1 to row 2 (and another from row 4 to row
+    3): with slices of one key, on two target sessions, one session's copy would wait for the other
+    session's uncommitted delete, which commits only once every slice is done. Such a table is
+    applied like one with another unique key: one session, every key deleted before any row is
+    copied."""
+    old, new, source_db, target_db = loaded
+    for params, database in ((old, source_db), (new, target_db)):
+        with connect(params, database) as connection:
+            connection.execute("CREATE TABLE tags (id int PRIMARY KEY, tag text NOT NULL, live bool NOT NULL)")
+            connection.execute(UNIQUE_BEYOND_KEYS[constraint])
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO tags SELECT n, 't' || n, true FROM generate_series(1, 6) AS n")
+    tables = [*TABLES, "public.tags"]
+    run(old, new, source_db, target_db, tables=tables)
+    with connect(old, source_db) as connection, connection.transaction():
+        connection.execute("UPDATE tags SET tag = 'gone 1' WHERE id = 1")
+        connection.execute("UPDATE tags SET tag = 't1' WHERE id = 2")
+        connection.execute("UPDATE tags SET tag = 'gone 4' WHERE id = 4")
+        connection.execute("UPDATE tags SET tag = 't4' WHERE id = 3")
+    monkeypatch.setattr(pg_run, "APPLY_SLICE_KEYS", 1)
+    run_or_hang(old, new, source_db, target_db, tables=tables)
+    assert rows(new, target_db, "tags") == rows(old, source_db, "tags")
+    assert (2, "t1", True) in rows(new, target_db, "tags")
+    assert_rerun_writes_nothing(lambda: run(old, new, source_db, target_db, tables=tables), new, target_db)
