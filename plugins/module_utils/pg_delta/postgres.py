@@ -689,7 +689,45 @@ def delete_range(server: Server, schema: TableSchema, lower: Key | None, upper: 
 
 
 def is_unique_violation(exc: BaseException) -> bool:
-    return isinstance(exc.__cause__, psycopg.errors.UniqueViolation)
+    """A unique index's violation, or an exclusion constraint's (the same kind of collision)."""
+    return isinstance(exc.__cause__, (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation))
+
+
+@dataclass(frozen=True)
+class Uniqueness:
+    """A unique index on an expression or with a predicate, or an exclusion constraint: two rows
+    satisfying ``predicate`` whose ``expressions`` all compare true by ``operators`` (``=`` for a
+    unique index) cannot both exist."""
+    name: str
+    expressions: tuple[str, ...]
+    operators: tuple[str, ...]
+    predicate: str | None
+
+
+# Each key column of such an index, as the index defines it (a column name or an expression).
+_UNIQUENESS_SQL = """
+SELECT ci.relname, pg_get_indexdef(i.indexrelid, k.position, true),
+       (SELECT 'OPERATOR(' || quote_ident(n.nspname) || '.' || o.oprname || ')'
+          FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oid = x.conexclop[k.position]),
+       pg_get_expr(i.indpred, i.indrelid, true)
+  FROM pg_index i
+  JOIN pg_class ci ON ci.oid = i.indexrelid
+  CROSS JOIN LATERAL generate_series(1, i.indnkeyatts) AS k(position)
+  LEFT JOIN pg_constraint x ON x.conindid = i.indexrelid AND x.contype = 'x'
+ WHERE i.indrelid = %s::regclass
+   AND ((i.indisunique AND (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL)) OR x.oid IS NOT NULL)
+ ORDER BY 1, k.position
+"""
+
+
+def uniqueness_beyond_keys(server: Server, table: str) -> list[Uniqueness]:
+    """The table's unique indexes on expressions or with predicates, and its exclusion constraints."""
+    parts: dict[str, list[tuple[str, str, str | None]]] = {}
+    for name, expression, operator, predicate in server.query(_UNIQUENESS_SQL, [quote_table(table)]):
+        parts.setdefault(str(name), []).append((str(expression), str(operator or "="), predicate))
+    return [Uniqueness(name, tuple(f"({expression})" for expression, _o, _p in found),
+                       tuple(operator for _e, operator, _p in found), found[0][2])
+            for name, found in parts.items()]
 
 
 def free_unique_values(source: Server, target: Server, schema: TableSchema, lower: Key | None = None,
@@ -707,6 +745,39 @@ def free_unique_values(source: Server, target: Server, schema: TableSchema, lowe
         for start in range(0, len(held), SLOT_KEY_BATCH):
             where, parameters = values_in(unique, types, held[start:start + SLOT_KEY_BATCH])
             freed += target.write(f"DELETE FROM {quote_table(schema.name)} WHERE {where}", parameters)
+    if schema.other_constraints:
+        for uniqueness in uniqueness_beyond_keys(target, schema.name):
+            freed += free_colliding_rows(source, target, schema, uniqueness, lower, upper, keys)
+    return freed
+
+
+def free_colliding_rows(source: Server, target: Server, schema: TableSchema, uniqueness: Uniqueness,
+                        lower: Key | None, upper: Key | None, keys: Sequence[Key] | None) -> int:
+    """Delete the target's rows that collide, in ``uniqueness``, with the source's rows of the range
+    (or ``keys``). The source evaluates the index's own expressions on its rows (with their types,
+    as the target must compare them) and its predicate; the target deletes the rows for which the
+    predicate holds and every expression compares true with one incoming row's."""
+    selected = ", ".join(f"{expression}::text, pg_typeof({expression})::text" for expression in uniqueness.expressions)
+    holds = f"({uniqueness.predicate}) IS TRUE" if uniqueness.predicate else "true"
+    width = len(uniqueness.expressions)
+    incoming = [row for select, parameters in _source_selects(schema, lower, upper, keys, f"{selected}, {holds}")
+                for row in source.query(select, parameters)
+                if row[-1] and None not in row[:-1]]
+    if not incoming:
+        return 0
+    types = [incoming[0][2 * index + 1] for index in range(width)]
+    aliases = [f"cutover_incoming_{index}" for index in range(width)]
+    arrays = ", ".join(f"%s::text[]::{type_name}[]" for type_name in types)
+    collides = " AND ".join(f"{uniqueness.expressions[index]} {uniqueness.operators[index]} {aliases[index]}"
+                            for index in range(width))
+    where = f"({uniqueness.predicate}) AND " if uniqueness.predicate else ""
+    freed = 0
+    for start in range(0, len(incoming), SLOT_KEY_BATCH):
+        part = incoming[start:start + SLOT_KEY_BATCH]
+        values = [text_array([row[2 * index] for row in part]) for index in range(width)]
+        freed += target.write(
+            f"DELETE FROM {quote_table(schema.name)} WHERE {where}EXISTS (SELECT 1 FROM unnest({arrays}) AS "
+            f"cutover_incoming({', '.join(aliases)}) WHERE {collides})", values)
     return freed
 
 

@@ -669,7 +669,7 @@ def copy_freeing_unique_values(pair: TablePair, schema: TableSchema, lower: Key 
     back: later in this pass, or, if the source changed it after its chunk was compared, in the
     next one (which a verify in between reports as a difference)."""
     copy = partial(pg.copy_rows, pair.source, pair.target, schema, lower, upper, keys=keys)
-    if not schema.other_unique_keys:
+    if not schema.values_can_collide:
         copy()
         return
     copy_again_once_freed(pair.target, copy, partial(pg.free_unique_values, pair.source, pair.target, schema,
@@ -786,9 +786,10 @@ def sync_by_checksum(run: Run, schema: TableSchema) -> TableCounts:
         counts.resumed_from = encode_key(resume)
     # The chunks are compared on one connection pair while a second pair narrows and writes the
     # differing chunk before (the comparison of chunk N+1 is the long part, and it runs on both
-    # servers while chunk N's few rows are found and copied). Only with no other unique key: an
-    # upsert then touches no row outside its own chunk, so a chunk found equal stays equal.
-    separate_writer = not schema.keyless and len(schema.unique_keys) <= 1
+    # servers while chunk N's few rows are found and copied). Only with no uniqueness besides the
+    # chunking key: a copy then touches no row outside its own chunk (it frees no value held by a
+    # later one), so a chunk found equal stays equal.
+    separate_writer = not schema.keyless and not schema.values_can_collide
     with TablePair(run) as pair, ThreadPoolExecutor(max_workers=1) as settler:
         writer: TablePair | None = None
         pending: Future | None = None

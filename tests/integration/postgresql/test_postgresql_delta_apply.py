@@ -481,3 +481,46 @@ def test_a_sequence_past_its_maximum_fails_and_no_sequence_is_changed(pg_sides):
     assert "public.seq_many_0_id_seq (public.seq_many_0.id) must continue at 6, past its MAXVALUE 3" in message
     assert "ALTER SEQUENCE" in message and failure.value.side == "target"
     assert sequence_values(new, target_db, sequences) == before
+
+
+# Uniqueness that names no plain column list (see test_postgresql_delta_logical), and one that is
+# not equality: bookings of a room must not overlap.
+BEYOND_KEYS = {
+    "expression": "CREATE UNIQUE INDEX tags_lower ON tags (lower(tag))",
+    "partial": "CREATE UNIQUE INDEX tags_live ON tags (tag) WHERE live",
+    "exclusion": "ALTER TABLE tags ADD CONSTRAINT tags_exclusive EXCLUDE USING btree (tag WITH =)",
+    "overlap": "ALTER TABLE tags ADD CONSTRAINT tags_no_overlap EXCLUDE USING gist (during WITH &&) WHERE (live)",
+}
+
+
+@pytest.mark.parametrize("constraint", sorted(BEYOND_KEYS))
+def test_checksum_frees_a_value_moved_under_uniqueness_beyond_plain_keys(pg_sides, constraint):
+    """A tag (or a time slot) moves from a row of the last chunk to a row of the first: the target's
+    last-chunk row still holds it when the first chunk is copied, which fails in the index (or the
+    exclusion constraint) whatever the rerun. The target's colliding rows are found by the index's
+    own expressions, operators and predicate, deleted, and brought back by their chunk."""
+    old, new, source_db, target_db = pg_sides
+    for params, database in ((old, source_db), (new, target_db)):
+        with connect(params, database) as connection:
+            connection.execute("CREATE TABLE tags (id int PRIMARY KEY, tag text NOT NULL, live bool NOT NULL, "
+                               "during tstzrange NOT NULL)")
+            connection.execute(BEYOND_KEYS[constraint])
+    with connect(old, source_db) as connection:
+        connection.execute("INSERT INTO tags SELECT n, 'T' || n, n % 7 <> 0, tstzrange(timestamptz '2026-01-01' + "
+                           "n * interval '1 hour', timestamptz '2026-01-01' + (n + 1) * interval '1 hour') "
+                           "FROM generate_series(1, 600) AS n")
+    params = {"tables": ["public.tags"], "chunk_size": 100}
+    run(old, new, source_db, target_db, **params)
+    with connect(old, source_db) as connection, connection.transaction():
+        # Row 590 hands its tag and its hour to row 2, and gets a fresh pair itself.
+        connection.execute("UPDATE tags SET tag = 'gone', during = tstzrange('2030-01-01', '2030-01-02') "
+                           "WHERE id = 590")
+        connection.execute("UPDATE tags SET tag = 'T590', during = tstzrange(timestamptz '2026-01-01' + "
+                           "interval '590 hours', timestamptz '2026-01-01' + interval '591 hours') WHERE id = 2")
+    result = run(old, new, source_db, target_db, **params)
+    with connect(old, source_db) as source, connect(new, target_db) as target:
+        expected = source.execute("SELECT * FROM tags ORDER BY id").fetchall()
+        assert target.execute("SELECT * FROM tags ORDER BY id").fetchall() == expected
+    # Row 590, freed by the first chunk, is copied back by its own as a row the target lacks.
+    assert result["verified"] is True and result["rows_updated"] + result["rows_inserted"] == 2
+    assert_no_write_on_rerun(old, new, source_db, target_db, **params)
