@@ -227,8 +227,10 @@ def sync_delta(options: DeltaOptions, check_mode: bool,
         if not check_mode and not pg.state_table_exists(target, options.state_schema, options.state_name):
             pg.create_state_table(target, options.state_schema, options.state_name)
             run.target_writes += 2
-        # Which columns own which sequences, asked now: after a slot's decoding the source session
-        # reads its catalogs again (the decoding's catalog snapshots invalidated its caches).
+        # Which columns own which sequences, and the source's sequences, asked now: after a slot's
+        # decoding the source session reads its catalogs again (the decoding's catalog snapshots
+        # invalidated its caches). The source's values are as good now as after the delta: the
+        # target's own maximum, read at the end, covers every row the delta brings.
         owned = fix_sequences_columns(source, target, tables, beside) if options.fix_sequences else None
         target.commit()
 
@@ -238,9 +240,11 @@ def sync_delta(options: DeltaOptions, check_mode: bool,
         else:
             slot = sync_logical(run, tables, source, target, frozen)
 
-        sequences: list[dict] = []
-        if owned is not None:
-            sequences = fix_sequences(run, owned, source, target, beside)
+        # The slot's state on the source and the sequences on the target, at the same moment: the
+        # run ends with these.
+        _report, sequences = pg.both(
+            source, target, partial(finish_report, slot) if slot is not None else (lambda _source: None),
+            partial(fix_sequences, run, owned) if owned is not None else (lambda _target: []), beside)
 
         verified = None
         if options.verify and not check_mode:
@@ -899,7 +903,7 @@ def sync_logical(run: Run, tables: list[str], source: pg.Server, target: pg.Serv
     if slot is None and (frozen or stored.get("status") == "finished"):
         # The source takes no more writes: a slot would only hold WAL. Compare everything.
         for_each_table(run, tables, sync_by_checksum)
-        return finish_report(report, source)
+        return report
     if slot is None:
         if stored.get("consistent_lsn"):
             run.warnings.append(f"replication slot {options.slot_name} recorded at {stored.get('consistent_lsn')} is "
@@ -907,7 +911,7 @@ def sync_logical(run: Run, tables: list[str], source: pg.Server, target: pg.Serv
         if run.check_mode:
             report["would_create"] = True
             for_each_table(run, tables, sync_by_checksum)
-            return finish_report(report, source)
+            return report
         ensure_publication(run, source, streamed)
         consistent = pg.create_slot(source, options.slot_name)
         report.update(created=True, consistent_lsn=consistent, position=consistent)
@@ -929,10 +933,12 @@ def sync_logical(run: Run, tables: list[str], source: pg.Server, target: pg.Serv
     position = stream_slot(run, source, streamed, stored)
     report["position"] = pg.lsn_text(position) if position else stored.get("position")
     for_each_table(run, others, sync_by_checksum)
-    return finish_report(report, source)
+    return report
 
 
 def finish_report(report: dict[str, Any], source: pg.Server) -> dict[str, Any]:
+    """The slot's state after the run, on the report (see sync_delta: it is asked while the target
+    fixes the sequences)."""
     slot = pg.slot_state(source, report["name"])
     report["exists"] = slot is not None
     report["retained_wal_bytes"] = slot.retained_wal_bytes if slot else None
@@ -1319,28 +1325,36 @@ def plan_sequence_next(source_next: int | None, target_max: int | None, incremen
     return max(candidates)
 
 
+SequenceColumns = dict[tuple[str, str], str]
+
+
+@dataclass
+class OwnedSequences:
+    """Both sides' ``{(table, column): sequence}`` of the copied tables, and the source's states."""
+    source_columns: SequenceColumns
+    target_columns: SequenceColumns
+    source_states: dict[str, pg.SequenceState]
+
+
 def fix_sequences_columns(source: pg.Server, target: pg.Server, tables: list[str], beside: ThreadPoolExecutor
-                          ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
-    """Both sides' ``{(table, column): sequence}`` of the copied tables."""
-    sequences_of_columns = partial(pg.column_sequences, tables=tables)
-    return pg.both(source, target, sequences_of_columns, sequences_of_columns, beside)
+                          ) -> OwnedSequences:
+    def on_source(server: pg.Server) -> tuple[SequenceColumns, dict[str, pg.SequenceState]]:
+        columns = pg.column_sequences(server, tables)
+        return columns, pg.sequence_states(server, list(columns.values()))
+
+    (source_columns, source_states), target_columns = pg.both(
+        source, target, on_source, partial(pg.column_sequences, tables=tables), beside)
+    return OwnedSequences(source_columns, target_columns, source_states)
 
 
-def fix_sequences(run: Run, owned: tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]],
-                  source: pg.Server, target: pg.Server, beside: ThreadPoolExecutor) -> list[dict]:
-    """Every target sequence in ``owned`` (see fix_sequences_columns) set past the source's and the
-    target's values."""
-    source_map, target_map = owned
-    columns = sorted(target_map.items())
-    source_sequences = sorted({source_map[column] for column, _sequence in columns if column in source_map})
-
-    def on_target(server: pg.Server) -> tuple[dict[str, pg.SequenceState], dict[tuple[str, str], int | None]]:
-        return (pg.sequence_states(server, [sequence for _column, sequence in columns]),
-                pg.max_values(server, [column for column, _sequence in columns]))
-
-    # A few statements for all of them, on both servers at once: the run ends with these.
-    source_states, (target_states, target_maxes) = pg.both(
-        source, target, partial(pg.sequence_states, sequences=source_sequences), on_target, beside)
+def fix_sequences(run: Run, owned: OwnedSequences, target: pg.Server) -> list[dict]:
+    """Every target sequence in ``owned`` set past the source's value and the target's maximum;
+    asks the target only (the source's values were read with ``owned``)."""
+    source_map, source_states = owned.source_columns, owned.source_states
+    columns = sorted(owned.target_columns.items())
+    # Two statements for all of them (see pg.SEQUENCES_PER_STATEMENT).
+    target_states = pg.sequence_states(target, [sequence for _column, sequence in columns])
+    target_maxes = pg.max_values(target, [column for column, _sequence in columns])
     planned: list[tuple[str, str, str, int | None, int | None]] = []
     wanted: dict[str, int] = {}
     past_maximum: list[str] = []
