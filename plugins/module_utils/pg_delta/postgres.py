@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from ..mysql_delta import buckets as bucketing
 from ..mysql_delta.buckets import Buckets
@@ -1163,10 +1163,11 @@ def text_array(values: list[str | None]) -> str | list[str | None]:
         return values
     if not values:
         return "{}"
-    joined = "".join(values)
+    texts = cast("list[str]", values)
+    joined = "".join(texts)
     if '"' in joined or "\\" in joined:
-        values = [value.replace("\\", "\\\\").replace('"', '\\"') for value in values]
-    return '{"' + '","'.join(values) + '"}'
+        texts = [text.replace("\\", "\\\\").replace('"', '\\"') for text in texts]
+    return '{"' + '","'.join(texts) + '"}'
 
 
 def values_in(names: Sequence[str], types: dict[str, str], rows: Sequence[Sequence]) -> tuple[str, list]:
